@@ -1,0 +1,49 @@
+use crate::Refusal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model to convert (.onnx).
+    input: PathBuf,
+    /// Where to write the result; the format comes from its name (.onnx).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// ONNX: target ai.onnx opset (default: the newest ferry supports).
+    #[arg(long)]
+    opset: Option<u32>,
+    /// ONNX: store weights in a .data file beside the output.
+    #[arg(long)]
+    external_data: bool,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode, Refusal> {
+    if same_file(&a.input, &a.output) {
+        return Err(Refusal(format!("output {} is the input file; choose another name", a.output.display())));
+    }
+    let start = Instant::now();
+    let model = ferry::load(&a.input)?;
+    let opts = ferry::SaveOptions { format: None, opset: a.opset, external_data: a.external_data };
+    ferry::save(&model, &a.output, &opts)?;
+    let secs = start.elapsed().as_secs_f64();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"input": a.input.display().to_string(), "output": a.output.display().to_string(), "opset": a.opset, "seconds": secs})
+        );
+    } else {
+        eprintln!("wrote {} ({secs:.2} s)", a.output.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

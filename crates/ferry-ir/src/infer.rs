@@ -1,0 +1,636 @@
+//! Shape and type inference over the core ops, symbolic where sizes are unknown.
+//!
+//! Annotations found in files are often stale: the inferred type replaces an annotation whenever
+//! inference knows more, and a disagreement between two known facts is reported as a warning
+//! rather than stopping the load.
+
+use crate::dtype::DType;
+use crate::graph::{Graph, Node, ValueId};
+use crate::ops::{AutoPad, BinaryOp, Op, UnaryOp};
+use crate::shape::{Dim, Shape, normalize_axis};
+use crate::tensor::Tensor;
+use crate::value::ValueType;
+use std::collections::HashMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InferWarning {
+    pub node: String,
+    pub message: String,
+}
+
+/// Infers every value's type in `graph` (and nested graphs), in node order.
+pub fn infer_graph(graph: &mut Graph) -> Vec<InferWarning> {
+    let mut warnings = Vec::new();
+    infer_scope(graph, &HashMap::new(), &mut warnings);
+    warnings
+}
+
+fn infer_scope(graph: &mut Graph, outer: &HashMap<String, ValueType>, warnings: &mut Vec<InferWarning>) {
+    for cap in graph.captures.clone() {
+        if let Some(t) = outer.get(&graph.values[cap].name) {
+            if graph.values[cap].ty.is_unknown() {
+                graph.values[cap].ty = t.clone();
+            }
+        }
+    }
+    let mut consts: HashMap<ValueId, Tensor> = HashMap::new();
+    for (v, t) in &graph.initializers {
+        if !graph.inputs.contains(v) {
+            consts.insert(*v, t.clone());
+        }
+        let ty = ValueType::tensor(t.dtype, Shape::known(&t.shape));
+        if graph.values[*v].ty.is_unknown() || !graph.inputs.contains(v) {
+            graph.values[*v].ty = ty;
+        }
+    }
+    for n in 0..graph.nodes.len() {
+        // Nested graphs see everything visible here.
+        if !graph.nodes[n].op.subgraphs().is_empty() {
+            let mut scope = outer.clone();
+            for v in &graph.values {
+                scope.insert(v.name.clone(), v.ty.clone());
+            }
+            for sub in graph.nodes[n].op.subgraphs_mut() {
+                infer_scope(sub, &scope, warnings);
+            }
+        }
+        let node = &graph.nodes[n];
+        let inputs: Vec<ValueType> =
+            node.inputs.iter().map(|i| i.map_or(ValueType::Unknown, |i| graph.values[i].ty.clone())).collect();
+        let const_inputs: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| i.and_then(|i| consts.get(&i))).collect();
+        let result = infer_node(node, &inputs, &const_inputs);
+        let outputs = node.outputs.clone();
+        let node_name = node.name.clone();
+        if let Op::Constant(t) = &node.op {
+            if let Some(Some(o)) = outputs.first() {
+                consts.insert(*o, t.clone());
+            }
+        }
+        match result {
+            Ok(types) => {
+                for (o, ty) in outputs.iter().zip(types) {
+                    if let Some(o) = o {
+                        let old = &graph.values[*o].ty;
+                        if let Some(msg) = conflict(old, &ty) {
+                            warnings.push(InferWarning {
+                                node: node_name.clone(),
+                                message: format!("value '{}': {msg}", graph.values[*o].name),
+                            });
+                        }
+                        graph.values[*o].ty = merge(old, ty);
+                    }
+                }
+            }
+            Err(message) => warnings.push(InferWarning { node: node_name, message }),
+        }
+    }
+}
+
+/// Keeps what is known on either side, preferring the inferred fact.
+pub fn merge(annotated: &ValueType, inferred: ValueType) -> ValueType {
+    match (annotated, inferred) {
+        (a, ValueType::Unknown) => a.clone(),
+        (ValueType::Tensor { dtype: ad, shape: ash }, ValueType::Tensor { dtype, shape }) => {
+            let shape = match (ash, shape) {
+                (Some(a), Some(i)) if a.rank() == i.rank() => Some(Shape(
+                    a.0.iter()
+                        .zip(i.0)
+                        .map(|(a, i)| if i.is_known() || !a.is_known() { i } else { a.clone() })
+                        .collect(),
+                )),
+                (a, None) => a.clone(),
+                (_, Some(i)) => Some(i),
+            };
+            ValueType::Tensor { dtype: dtype.or(*ad), shape }
+        }
+        (_, i) => i,
+    }
+}
+
+fn conflict(annotated: &ValueType, inferred: &ValueType) -> Option<String> {
+    let (ValueType::Tensor { dtype: ad, shape: ash }, ValueType::Tensor { dtype: id, shape: ish }) =
+        (annotated, inferred)
+    else {
+        return None;
+    };
+    if let (Some(a), Some(i)) = (ad, id) {
+        if a != i {
+            return Some(format!("annotated as {a} but computes {i}"));
+        }
+    }
+    if let (Some(a), Some(i)) = (ash, ish) {
+        let clash = a.rank() != i.rank()
+            || a.0.iter().zip(&i.0).any(|(a, i)| matches!((a, i), (Dim::Known(x), Dim::Known(y)) if x != y));
+        if clash {
+            return Some(format!("annotated shape {a} but computes {i}"));
+        }
+    }
+    None
+}
+
+fn tensor(dtype: Option<DType>, shape: Option<Shape>) -> ValueType {
+    ValueType::Tensor { dtype, shape }
+}
+
+fn const_ints(t: Option<&Tensor>) -> Option<Vec<i64>> {
+    t.and_then(|t| t.to_i64_vec().ok())
+}
+
+/// Output types of one node from its input types and whichever inputs are constants.
+pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>]) -> Result<Vec<ValueType>, String> {
+    let input = |i: usize| inputs.get(i).cloned().unwrap_or_default();
+    let dtype = |i: usize| input(i).dtype();
+    let shape = |i: usize| input(i).shape().cloned();
+    let konst = |i: usize| consts.get(i).copied().flatten();
+    let n_out = node.outputs.len();
+    let same_as_input = |i: usize| Ok(vec![input(i); n_out.max(1)]);
+    let unknown = || Ok(vec![ValueType::Unknown; n_out]);
+
+    match &node.op {
+        Op::Constant(t) => Ok(vec![ValueType::tensor(t.dtype, Shape::known(&t.shape))]),
+        Op::ConstantOfShape(value) => {
+            let shape = const_ints(konst(0)).map(|d| Shape::known(&d.iter().map(|x| *x as u64).collect::<Vec<_>>()));
+            Ok(vec![tensor(Some(value.dtype), shape)])
+        }
+        Op::Range => Ok(vec![tensor(dtype(0), Some(Shape(vec![Dim::Unknown])))]),
+        Op::EyeLike { dtype: d, .. } => Ok(vec![tensor(d.or(dtype(0)), shape(0))]),
+        Op::RandomNormal { shape: s, dtype: d, .. } | Op::RandomUniform { shape: s, dtype: d, .. } => {
+            Ok(vec![tensor(Some(*d), s.as_ref().map(|s| Shape::known(s)).or_else(|| shape(0)))])
+        }
+        Op::Unary(u) => {
+            let d = match u {
+                UnaryOp::IsNaN => Some(DType::Bool),
+                _ => dtype(0),
+            };
+            Ok(vec![tensor(d, shape(0))])
+        }
+        Op::IsInf { .. } => Ok(vec![tensor(Some(DType::Bool), shape(0))]),
+        Op::Binary(b) => {
+            let s = match (shape(0), shape(1)) {
+                (Some(a), Some(b)) => Some(a.broadcast(&b)?),
+                _ => None,
+            };
+            let d = match b {
+                BinaryOp::Equal
+                | BinaryOp::Less
+                | BinaryOp::LessOrEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterOrEqual => Some(DType::Bool),
+                _ => dtype(0).or(dtype(1)),
+            };
+            Ok(vec![tensor(d, s)])
+        }
+        Op::Where => {
+            let s = match (shape(0), shape(1), shape(2)) {
+                (Some(a), Some(b), Some(c)) => Some(a.broadcast(&b)?.broadcast(&c)?),
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(1).or(dtype(2)), s)])
+        }
+        Op::Cast(c) => Ok(vec![tensor(Some(c.to), shape(0))]),
+        Op::Identity => same_as_input(0),
+        Op::Shape { start, end } => {
+            let len = shape(0).map(|s| {
+                let r = s.rank() as i64;
+                let clamp = |x: i64| if x < 0 { (x + r).max(0) } else { x.min(r) };
+                let (a, b) = (clamp(*start), clamp(end.unwrap_or(r)));
+                (b - a).max(0) as u64
+            });
+            Ok(vec![tensor(Some(DType::I64), Some(Shape(vec![len.map_or(Dim::Unknown, Dim::Known)])))])
+        }
+        Op::Size => Ok(vec![ValueType::tensor(DType::I64, Shape::scalar())]),
+        Op::Reshape { allowzero } => {
+            let out = match (const_ints(konst(1)), shape(0)) {
+                (Some(target), data) => Some(reshape(&target, data.as_ref(), *allowzero)?),
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Transpose { perm } => {
+            let out = shape(0).map(|s| {
+                let perm: Vec<usize> = perm.clone().unwrap_or_else(|| (0..s.rank()).rev().collect());
+                if perm.len() != s.rank() || perm.iter().any(|p| *p >= s.rank()) {
+                    return Err(format!("perm {perm:?} does not fit rank {}", s.rank()));
+                }
+                Ok(Shape(perm.iter().map(|p| s.0[*p].clone()).collect()))
+            });
+            Ok(vec![tensor(dtype(0), out.transpose()?)])
+        }
+        Op::Expand => {
+            let out = match (shape(0), const_ints(konst(1))) {
+                (Some(s), Some(t)) => {
+                    Some(s.broadcast(&Shape::known(&t.iter().map(|x| *x as u64).collect::<Vec<_>>()))?)
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Squeeze => {
+            let axes =
+                if node.inputs.get(1).copied().flatten().is_some() { const_ints(konst(1)) } else { Some(vec![]) };
+            let out = match (shape(0), axes) {
+                (Some(s), Some(axes)) if axes.is_empty() => {
+                    if s.0.iter().all(Dim::is_known) {
+                        Some(Shape(s.0.into_iter().filter(|d| *d != Dim::Known(1)).collect()))
+                    } else {
+                        None
+                    }
+                }
+                (Some(s), Some(axes)) => {
+                    let axes: Vec<usize> =
+                        axes.iter().map(|a| normalize_axis(*a, s.rank())).collect::<Result<_, _>>()?;
+                    Some(Shape(
+                        s.0.into_iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d).collect(),
+                    ))
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Unsqueeze => {
+            let out = match (shape(0), const_ints(konst(1))) {
+                (Some(s), Some(axes)) => {
+                    let rank = s.rank() + axes.len();
+                    let axes: Vec<usize> = axes.iter().map(|a| normalize_axis(*a, rank)).collect::<Result<_, _>>()?;
+                    let mut it = s.0.into_iter();
+                    Some(Shape(
+                        (0..rank)
+                            .map(|i| if axes.contains(&i) { Dim::Known(1) } else { it.next().unwrap_or(Dim::Unknown) })
+                            .collect(),
+                    ))
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Flatten { axis } => {
+            let out = shape(0)
+                .map(|s| {
+                    let r = s.rank() as i64;
+                    let a = if *axis < 0 { axis + r } else { *axis };
+                    if a < 0 || a > r {
+                        return Err(format!("Flatten axis {axis} out of range for rank {r}"));
+                    }
+                    let (l, rr) = s.0.split_at(a as usize);
+                    Ok(Shape(vec![Shape(l.to_vec()).numel(), Shape(rr.to_vec()).numel()]))
+                })
+                .transpose()?;
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Concat { axis } => {
+            let shapes: Option<Vec<Shape>> = (0..inputs.len()).map(shape).collect();
+            let out = shapes
+                .filter(|s| !s.is_empty())
+                .map(|shapes| {
+                    let a = normalize_axis(*axis, shapes[0].rank())?;
+                    let mut out = shapes[0].clone();
+                    for s in &shapes[1..] {
+                        if s.rank() != out.rank() {
+                            return Err(format!("Concat inputs have ranks {} and {}", out.rank(), s.rank()));
+                        }
+                        out.0[a] = out.0[a].add(&s.0[a]);
+                    }
+                    Ok(out)
+                })
+                .transpose()?;
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Split { axis, num_outputs: _ } => {
+            let splits = const_ints(konst(1));
+            let outs = (0..n_out)
+                .map(|k| {
+                    let s = shape(0).and_then(|s| {
+                        let a = normalize_axis(*axis, s.rank()).ok()?;
+                        let mut out = s.clone();
+                        out.0[a] = match &splits {
+                            Some(sp) => Dim::Known(*sp.get(k)? as u64),
+                            None => {
+                                let total = s.0[a].known()?;
+                                let n = n_out as u64;
+                                let chunk = total.div_ceil(n);
+                                Dim::Known(if k as u64 == n - 1 { total - chunk * (n - 1) } else { chunk })
+                            }
+                        };
+                        Some(out)
+                    });
+                    tensor(dtype(0), s)
+                })
+                .collect();
+            Ok(outs)
+        }
+        Op::Slice => {
+            let out = match (shape(0), const_ints(konst(1)), const_ints(konst(2))) {
+                (Some(s), Some(starts), Some(ends)) => {
+                    let axes = match node.inputs.get(3).copied().flatten() {
+                        Some(_) => const_ints(konst(3)),
+                        None => Some((0..starts.len() as i64).collect()),
+                    };
+                    let steps = match node.inputs.get(4).copied().flatten() {
+                        Some(_) => const_ints(konst(4)),
+                        None => Some(vec![1; starts.len()]),
+                    };
+                    match (axes, steps) {
+                        (Some(axes), Some(steps)) => slice_shape(&s, &starts, &ends, &axes, &steps)?,
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Gather { axis } => {
+            let out = match (shape(0), shape(1)) {
+                (Some(d), Some(i)) => {
+                    let a = normalize_axis(*axis, d.rank())?;
+                    let mut dims = d.0[..a].to_vec();
+                    dims.extend(i.0.iter().cloned());
+                    dims.extend(d.0[a + 1..].iter().cloned());
+                    Some(Shape(dims))
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::GatherElements { .. } => Ok(vec![tensor(dtype(0), shape(1))]),
+        Op::ScatterElements { .. } | Op::ScatterNd { .. } => same_as_input(0),
+        Op::Trilu { .. } | Op::ReverseSequence { .. } => same_as_input(0),
+        Op::Reduce { keepdims, noop_with_empty_axes, .. } => {
+            let has_axes = node.inputs.get(1).copied().flatten().is_some();
+            let axes = if has_axes { const_ints(konst(1)) } else { Some(vec![]) };
+            let out = match (shape(0), axes) {
+                (Some(s), Some(axes)) => {
+                    if axes.is_empty() && *noop_with_empty_axes {
+                        Some(s)
+                    } else {
+                        let all = axes.is_empty();
+                        let axes: Vec<usize> =
+                            axes.iter().map(|a| normalize_axis(*a, s.rank())).collect::<Result<_, _>>()?;
+                        Some(reduce_shape(&s, |i| all || axes.contains(&i), *keepdims))
+                    }
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::ArgReduce { axis, keepdims, .. } => {
+            let out = shape(0)
+                .map(|s| -> Result<Shape, String> {
+                    let a = normalize_axis(*axis, s.rank())?;
+                    Ok(reduce_shape(&s, |i| i == a, *keepdims))
+                })
+                .transpose()?;
+            Ok(vec![tensor(Some(DType::I64), out)])
+        }
+        Op::TopK { axis, .. } => {
+            let out = match (shape(0), const_ints(konst(1))) {
+                (Some(mut s), Some(k)) if k.len() == 1 => {
+                    let a = normalize_axis(*axis, s.rank())?;
+                    s.0[a] = Dim::Known(k[0].max(0) as u64);
+                    Some(s)
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out.clone()), tensor(Some(DType::I64), out)])
+        }
+        Op::CumSum { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Lrn { .. } => same_as_input(0),
+        Op::MatMul => {
+            let out = match (shape(0), shape(1)) {
+                (Some(a), Some(b)) => Some(matmul_shape(&a, &b)?),
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::MatMulInteger => {
+            let out = match (shape(0), shape(1)) {
+                (Some(a), Some(b)) => Some(matmul_shape(&a, &b)?),
+                _ => None,
+            };
+            Ok(vec![tensor(Some(DType::I32), out)])
+        }
+        Op::Conv(c) => {
+            let out = match (shape(0), shape(1)) {
+                (Some(x), Some(w)) if x.rank() >= 3 && w.rank() == x.rank() => {
+                    let spatial = x.rank() - 2;
+                    let kernel: Vec<Dim> = match &c.kernel_shape {
+                        Some(k) => k.iter().map(|k| Dim::Known(*k)).collect(),
+                        None => w.0[2..].to_vec(),
+                    };
+                    let mut dims = vec![x.0[0].clone(), w.0[0].clone()];
+                    for i in 0..spatial {
+                        let s = *c.strides.get(i).unwrap_or(&1);
+                        let d = *c.dilations.get(i).unwrap_or(&1);
+                        dims.push(window_out(&x.0[2 + i], &kernel[i], s, d, &c.pads, i, spatial, false));
+                    }
+                    Some(Shape(dims))
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Pool(p) => {
+            let out = shape(0).filter(|x| x.rank() >= 3).map(|x| {
+                let spatial = x.rank() - 2;
+                let mut dims = vec![x.0[0].clone(), x.0[1].clone()];
+                for i in 0..spatial {
+                    let k = Dim::Known(*p.kernel_shape.get(i).unwrap_or(&1));
+                    let s = *p.strides.get(i).unwrap_or(&1);
+                    let d = *p.dilations.get(i).unwrap_or(&1);
+                    dims.push(window_out(&x.0[2 + i], &k, s, d, &p.pads, i, spatial, p.ceil_mode));
+                }
+                Shape(dims)
+            });
+            let mut outs = vec![tensor(dtype(0), out.clone())];
+            if n_out > 1 {
+                outs.push(tensor(Some(DType::I64), out));
+            }
+            Ok(outs)
+        }
+        Op::GlobalPool { kind: _ } => {
+            let out = shape(0).map(|x| {
+                Shape(x.0.iter().enumerate().map(|(i, d)| if i < 2 { d.clone() } else { Dim::Known(1) }).collect())
+            });
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::NonZero => {
+            Ok(vec![tensor(Some(DType::I64), shape(0).map(|s| Shape(vec![Dim::Known(s.rank() as u64), Dim::Unknown])))])
+        }
+        Op::NonMaxSuppression { .. } => {
+            Ok(vec![tensor(Some(DType::I64), Some(Shape(vec![Dim::Unknown, Dim::Known(3)])))])
+        }
+        Op::QuantizeLinear { output_dtype, .. } => {
+            Ok(vec![tensor(output_dtype.or(dtype(2)).or(Some(DType::U8)), shape(0))])
+        }
+        Op::DequantizeLinear { .. } => Ok(vec![tensor(dtype(1), shape(0))]),
+        Op::SequenceLength => Ok(vec![ValueType::tensor(DType::I64, Shape::scalar())]),
+        Op::OptionalHasElement => Ok(vec![ValueType::tensor(DType::Bool, Shape::scalar())]),
+        Op::SequenceConstruct => Ok(vec![ValueType::Sequence(Box::new(tensor(dtype(0), None)))]),
+        Op::SequenceEmpty { dtype } => Ok(vec![ValueType::Sequence(Box::new(tensor(Some(*dtype), None)))]),
+        Op::SequenceInsert | Op::SequenceErase => same_as_input(0),
+        Op::SequenceAt => match input(0) {
+            ValueType::Sequence(t) => Ok(vec![match *t {
+                ValueType::Tensor { dtype, .. } => tensor(dtype, None),
+                other => other,
+            }]),
+            _ => unknown(),
+        },
+        Op::OptionalGetElement => match input(0) {
+            ValueType::Optional(t) => Ok(vec![*t]),
+            ValueType::Sequence(_) | ValueType::Tensor { .. } => same_as_input(0),
+            _ => unknown(),
+        },
+        Op::OptionalConstruct { ty } => Ok(vec![ValueType::Optional(Box::new(ty.clone().unwrap_or_else(|| input(0))))]),
+        Op::SplitToSequence { .. } => Ok(vec![ValueType::Sequence(Box::new(tensor(dtype(0), None)))]),
+        Op::ConcatFromSequence { .. } => match input(0) {
+            ValueType::Sequence(t) => Ok(vec![tensor(t.dtype(), None)]),
+            _ => unknown(),
+        },
+        Op::Pad { .. } | Op::Tile | Op::Resize(_) | Op::DepthToSpace { .. } | Op::SpaceToDepth { .. } => {
+            Ok(vec![tensor(dtype(0), shape(0).map(|s| Shape(vec![Dim::Unknown; s.rank()])))])
+        }
+        Op::GatherNd { .. } | Op::Compress { .. } | Op::Einsum { .. } | Op::ConvTranspose(_) => {
+            Ok(vec![tensor(dtype(0), None)])
+        }
+        Op::OneHot { .. } => Ok(vec![tensor(dtype(2), None)]),
+        Op::Unique { .. } => {
+            let mut outs = vec![tensor(dtype(0), None)];
+            outs.extend((1..n_out).map(|_| tensor(Some(DType::I64), Some(Shape(vec![Dim::Unknown])))));
+            Ok(outs)
+        }
+        Op::Rnn(_) => Ok((0..n_out).map(|_| tensor(dtype(0), None)).collect()),
+        // Control flow: output types come from the bodies; the runtime checks them per call.
+        Op::If { then_branch, .. } => {
+            Ok(then_branch.outputs.iter().map(|o| then_branch.values[*o].ty.clone()).collect())
+        }
+        Op::Loop { .. } | Op::Scan(_) | Op::Opaque(_) => unknown(),
+    }
+}
+
+fn reduce_shape(s: &Shape, reduced: impl Fn(usize) -> bool, keepdims: bool) -> Shape {
+    Shape(
+        s.0.iter()
+            .enumerate()
+            .filter_map(|(i, d)| match (reduced(i), keepdims) {
+                (true, true) => Some(Dim::Known(1)),
+                (true, false) => None,
+                (false, _) => Some(d.clone()),
+            })
+            .collect(),
+    )
+}
+
+fn reshape(target: &[i64], data: Option<&Shape>, allowzero: bool) -> Result<Shape, String> {
+    let mut dims = Vec::with_capacity(target.len());
+    let mut infer_at = None;
+    for (i, t) in target.iter().enumerate() {
+        match *t {
+            -1 if infer_at.is_none() => {
+                infer_at = Some(i);
+                dims.push(Dim::Unknown);
+            }
+            -1 => return Err("Reshape target has more than one -1".into()),
+            0 if !allowzero => dims.push(
+                data.and_then(|d| d.0.get(i).cloned())
+                    .ok_or_else(|| format!("Reshape copies dim {i} that the input lacks"))?,
+            ),
+            t if t < 0 => return Err(format!("Reshape target has invalid dim {t}")),
+            t => dims.push(Dim::Known(t as u64)),
+        }
+    }
+    if let (Some(at), Some(data)) = (infer_at, data) {
+        let total = data.numel();
+        let rest = dims.iter().enumerate().filter(|(i, _)| *i != at).fold(Dim::Known(1), |acc, (_, d)| acc.mul(d));
+        dims[at] = match (total.known(), rest.known()) {
+            (Some(t), Some(r)) if r != 0 && t % r == 0 => Dim::Known(t / r),
+            (Some(t), Some(r)) if r != 0 => return Err(format!("cannot reshape {t} elements into groups of {r}")),
+            _ if total == rest => Dim::Known(1),
+            _ => total.floor_div(&rest),
+        };
+    }
+    Ok(Shape(dims))
+}
+
+fn slice_shape(s: &Shape, starts: &[i64], ends: &[i64], axes: &[i64], steps: &[i64]) -> Result<Option<Shape>, String> {
+    let mut out = s.clone();
+    for (k, axis) in axes.iter().enumerate() {
+        let a = normalize_axis(*axis, s.rank())?;
+        let (Some(&start), Some(&end), Some(&step)) = (starts.get(k), ends.get(k), steps.get(k)) else {
+            return Err("Slice starts/ends/axes/steps lengths differ".into());
+        };
+        if step == 0 {
+            return Err("Slice step is 0".into());
+        }
+        let Some(dim) = s.0[a].known() else {
+            out.0[a] = Dim::Unknown;
+            continue;
+        };
+        let d = dim as i64;
+        let clamp = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
+        let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+        let len = if step > 0 {
+            let (b, e) = (clamp(norm(start), 0, d), clamp(norm(end), 0, d));
+            if e > b { (e - b + step - 1) / step } else { 0 }
+        } else {
+            let (b, e) = (clamp(norm(start), -1, d - 1), clamp(norm(end), -1, d - 1));
+            if b > e { (b - e + (-step) - 1) / (-step) } else { 0 }
+        };
+        out.0[a] = Dim::Known(len as u64);
+    }
+    Ok(Some(out))
+}
+
+fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
+    if a.rank() == 0 || b.rank() == 0 {
+        return Err("MatMul of a scalar".into());
+    }
+    let a2 = if a.rank() == 1 { Shape(vec![Dim::Known(1), a.0[0].clone()]) } else { a.clone() };
+    let b2 = if b.rank() == 1 { Shape(vec![b.0[0].clone(), Dim::Known(1)]) } else { b.clone() };
+    let (ar, br) = (a2.rank(), b2.rank());
+    if let (Some(k1), Some(k2)) = (a2.0[ar - 1].known(), b2.0[br - 2].known()) {
+        if k1 != k2 {
+            return Err(format!("MatMul inner dimensions differ: {a} x {b}"));
+        }
+    }
+    let batch = Shape(a2.0[..ar - 2].to_vec()).broadcast(&Shape(b2.0[..br - 2].to_vec()))?;
+    let mut dims = batch.0;
+    if a.rank() > 1 {
+        dims.push(a2.0[ar - 2].clone());
+    }
+    if b.rank() > 1 {
+        dims.push(b2.0[br - 1].clone());
+    }
+    Ok(Shape(dims))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn window_out(
+    input: &Dim,
+    kernel: &Dim,
+    stride: u64,
+    dilation: u64,
+    pads: &AutoPad,
+    i: usize,
+    spatial: usize,
+    ceil: bool,
+) -> Dim {
+    let stride_d = Dim::Known(stride.max(1));
+    match pads {
+        AutoPad::SameUpper | AutoPad::SameLower => input.ceil_div(&stride_d),
+        _ => {
+            let (pb, pe) = match pads {
+                AutoPad::Explicit(p) => (*p.get(i).unwrap_or(&0), *p.get(i + spatial).unwrap_or(&0)),
+                _ => (0, 0),
+            };
+            let eff_kernel = kernel.sub(&Dim::Known(1)).mul(&Dim::Known(dilation)).add(&Dim::Known(1));
+            let span = input.add(&Dim::Known(pb + pe)).sub(&eff_kernel);
+            let n = if ceil { span.ceil_div(&stride_d) } else { span.floor_div(&stride_d) };
+            let out = n.add(&Dim::Known(1));
+            // ceil_mode: the last window must start inside the (left-padded) input.
+            if let (true, Some(o), Some(inp)) = (ceil, out.known(), input.known()) {
+                if (o - 1) * stride >= inp + pb {
+                    return Dim::Known(o - 1);
+                }
+            }
+            out
+        }
+    }
+}

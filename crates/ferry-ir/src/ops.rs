@@ -1,0 +1,613 @@
+//! The core operator set: one flat table of primitives with typed attributes and numpy semantics.
+//! Every format's ops are canonicalized into these (a framework op that is a composition becomes
+//! several core nodes); every exporter lowers them back out. Exhaustive matches over [`Op`] make
+//! the compiler prove each op has shape rules and lowerings. `docs/ops.md` documents each op.
+//!
+//! Inputs that some formats give as attributes (axes, pads, shapes, split sizes) are *inputs*
+//! here, usually constants: this keeps data-dependent forms expressible, and exporters for older
+//! format versions fold constant inputs back into attributes.
+
+use crate::dtype::DType;
+use crate::graph::Graph;
+use crate::tensor::Tensor;
+use crate::value::ValueType;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Abs,
+    Neg,
+    Floor,
+    Ceil,
+    /// Round half to even.
+    Round,
+    Sqrt,
+    Reciprocal,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+    Asinh,
+    Acosh,
+    Atanh,
+    Sigmoid,
+    Erf,
+    Sign,
+    /// Logical not of bool.
+    Not,
+    BitwiseNot,
+    IsNaN,
+    Relu,
+    Softplus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    /// Integer division truncates toward zero (C semantics, as ONNX defines it).
+    Div,
+    Pow,
+    /// Remainder with the sign of the divisor (Python `%`).
+    Mod,
+    /// Remainder with the sign of the dividend (C `fmod`).
+    Fmod,
+    /// NaN-propagating minimum.
+    Min,
+    Max,
+    And,
+    Or,
+    Xor,
+    BitAnd,
+    BitOr,
+    BitXor,
+    ShiftLeft,
+    ShiftRight,
+    Equal,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+    L1,
+    L2,
+    LogSum,
+    LogSumExp,
+    SumSquare,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    Max,
+    Avg,
+    /// Lp pooling with the given p.
+    Lp(u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AutoPad {
+    /// Explicit pads: begin for each spatial axis, then end for each.
+    Explicit(Vec<u64>),
+    SameUpper,
+    SameLower,
+    Valid,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cast {
+    pub to: DType,
+    /// Float8 targets: clamp out-of-range values to the largest finite value instead of NaN/inf.
+    pub saturate: bool,
+    /// "up" (round half to even) is the only mode other formats assume; kept for fidelity.
+    pub round_mode: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conv {
+    /// Kernel spatial sizes when the format states them (else taken from the weight's shape).
+    pub kernel_shape: Option<Vec<u64>>,
+    pub strides: Vec<u64>,
+    pub dilations: Vec<u64>,
+    pub pads: AutoPad,
+    pub group: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvTranspose {
+    pub conv: Conv,
+    pub output_padding: Vec<u64>,
+    /// Requested output spatial shape; pads are then derived from it.
+    pub output_shape: Option<Vec<u64>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub kind: PoolKind,
+    pub kernel_shape: Vec<u64>,
+    pub strides: Vec<u64>,
+    pub dilations: Vec<u64>,
+    pub pads: AutoPad,
+    pub ceil_mode: bool,
+    pub count_include_pad: bool,
+    /// MaxPool's second output (flat indices) uses this storage order: false row-major.
+    pub column_major_indices: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PadMode {
+    Constant,
+    Reflect,
+    Edge,
+    Wrap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScatterReduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RnnKind {
+    Rnn,
+    Lstm,
+    Gru,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RnnDirection {
+    Forward,
+    Reverse,
+    Bidirectional,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rnn {
+    pub kind: RnnKind,
+    pub direction: RnnDirection,
+    pub hidden_size: u64,
+    /// Activation names with their optional alpha/beta, as ONNX spells them ("Tanh", "Sigmoid").
+    pub activations: Vec<String>,
+    pub activation_alpha: Vec<f32>,
+    pub activation_beta: Vec<f32>,
+    pub clip: Option<f32>,
+    /// true: inputs are [batch, seq, ...] instead of [seq, batch, ...].
+    pub batch_first: bool,
+    pub linear_before_reset: bool,
+    pub input_forget: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resize {
+    pub mode: String,
+    pub coordinate_transformation_mode: String,
+    pub nearest_mode: String,
+    pub cubic_coeff_a: f32,
+    pub exclude_outside: bool,
+    pub extrapolation_value: f32,
+    pub antialias: bool,
+    pub keep_aspect_ratio_policy: String,
+    pub axes: Option<Vec<i64>>,
+}
+
+/// An attribute value of an op the core set does not (yet) model: carried through unchanged.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrValue {
+    Float(f32),
+    Int(i64),
+    String(bytes::Bytes),
+    Tensor(Tensor),
+    Graph(Box<Graph>),
+    SparseTensor(Box<SparseTensor>),
+    Type(ValueType),
+    Floats(Vec<f32>),
+    Ints(Vec<i64>),
+    Strings(Vec<bytes::Bytes>),
+    Tensors(Vec<Tensor>),
+    Graphs(Vec<Graph>),
+    SparseTensors(Vec<SparseTensor>),
+    Types(Vec<ValueType>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseTensor {
+    pub values: Tensor,
+    pub indices: Tensor,
+    pub dims: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribute {
+    pub name: String,
+    pub value: AttrValue,
+    pub doc_string: String,
+}
+
+/// An op kept as its source format spelled it: a custom domain's op, or a standard op that has no
+/// canonical form yet. Exporters may write it back only to a format version where the same op
+/// version exists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpaqueOp {
+    pub domain: String,
+    pub op_type: String,
+    /// The op version the source resolved it to (its `since_version`), when the domain is known.
+    pub version: Option<u32>,
+    pub attributes: Vec<Attribute>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scan {
+    pub body: Box<Graph>,
+    pub num_scan_inputs: u64,
+    pub scan_input_axes: Vec<i64>,
+    pub scan_input_reverse: Vec<bool>,
+    pub scan_output_axes: Vec<i64>,
+    pub scan_output_reverse: Vec<bool>,
+}
+
+/// The property class of an op, in nnvm/top's sense: what fusion may assume about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpClass {
+    /// One output element from the same-index element of each (same-shaped) input.
+    Elementwise,
+    /// Elementwise after numpy broadcasting.
+    Broadcast,
+    /// Each output element reads one input element, at an index computed from its own.
+    Injective,
+    Reduction,
+    /// Complex (GEMM, convolution) whose output can absorb an elementwise epilogue.
+    FusableOutput,
+    Opaque,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    // Sources.
+    Constant(Tensor),
+    ConstantOfShape(Tensor),
+    Range,
+    EyeLike {
+        dtype: Option<DType>,
+        k: i64,
+    },
+    RandomNormal {
+        shape: Option<Vec<u64>>,
+        dtype: DType,
+        mean: f32,
+        scale: f32,
+        seed: Option<f32>,
+    },
+    RandomUniform {
+        shape: Option<Vec<u64>>,
+        dtype: DType,
+        low: f32,
+        high: f32,
+        seed: Option<f32>,
+    },
+
+    // Elementwise and broadcasting arithmetic.
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    Cast(Cast),
+    Where,
+    IsInf {
+        detect_negative: bool,
+        detect_positive: bool,
+    },
+
+    // Layout and indexing (injective).
+    Identity,
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
+    Size,
+    Reshape {
+        allowzero: bool,
+    },
+    Transpose {
+        perm: Option<Vec<usize>>,
+    },
+    Expand,
+    Squeeze,
+    Unsqueeze,
+    Flatten {
+        axis: i64,
+    },
+    Concat {
+        axis: i64,
+    },
+    Split {
+        axis: i64,
+        num_outputs: Option<u64>,
+    },
+    Slice,
+    Pad {
+        mode: PadMode,
+    },
+    Tile,
+    Gather {
+        axis: i64,
+    },
+    GatherElements {
+        axis: i64,
+    },
+    GatherNd {
+        batch_dims: u64,
+    },
+    ScatterElements {
+        axis: i64,
+        reduction: ScatterReduction,
+    },
+    ScatterNd {
+        reduction: ScatterReduction,
+    },
+    OneHot {
+        axis: i64,
+    },
+    Trilu {
+        upper: bool,
+    },
+    DepthToSpace {
+        blocksize: u64,
+        column_row_depth: bool,
+    },
+    SpaceToDepth {
+        blocksize: u64,
+    },
+    Compress {
+        axis: Option<i64>,
+    },
+    NonZero,
+    ReverseSequence {
+        batch_axis: u64,
+        time_axis: u64,
+    },
+    Resize(Resize),
+
+    // Reductions and scans.
+    Reduce {
+        kind: ReduceKind,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
+    ArgReduce {
+        max: bool,
+        axis: i64,
+        keepdims: bool,
+        select_last_index: bool,
+    },
+    TopK {
+        axis: i64,
+        largest: bool,
+        sorted: bool,
+    },
+    CumSum {
+        exclusive: bool,
+        reverse: bool,
+    },
+    Softmax {
+        axis: i64,
+    },
+    LogSoftmax {
+        axis: i64,
+    },
+    Unique {
+        axis: Option<i64>,
+        sorted: bool,
+    },
+
+    // Contractions and neural-network primitives.
+    MatMul,
+    MatMulInteger,
+    Einsum {
+        equation: String,
+    },
+    Conv(Conv),
+    ConvTranspose(ConvTranspose),
+    Pool(Pool),
+    GlobalPool {
+        kind: PoolKind,
+    },
+    Lrn {
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+        size: u64,
+    },
+    Rnn(Rnn),
+    NonMaxSuppression {
+        center_point_box: bool,
+    },
+    QuantizeLinear {
+        axis: i64,
+        saturate: bool,
+        block_size: u64,
+        output_dtype: Option<DType>,
+    },
+    DequantizeLinear {
+        axis: i64,
+        block_size: u64,
+    },
+
+    // Control flow.
+    If {
+        then_branch: Box<Graph>,
+        else_branch: Box<Graph>,
+    },
+    Loop {
+        body: Box<Graph>,
+    },
+    Scan(Scan),
+
+    // Sequences and optionals.
+    SequenceConstruct,
+    SequenceEmpty {
+        dtype: DType,
+    },
+    SequenceAt,
+    SequenceInsert,
+    SequenceErase,
+    SequenceLength,
+    SplitToSequence {
+        axis: i64,
+        keepdims: bool,
+    },
+    ConcatFromSequence {
+        axis: i64,
+        new_axis: bool,
+    },
+    OptionalConstruct {
+        ty: Option<ValueType>,
+    },
+    OptionalHasElement,
+    OptionalGetElement,
+
+    /// Carried through unchanged: custom domains, and standard ops without a canonical form yet.
+    Opaque(OpaqueOp),
+}
+
+impl Op {
+    /// A short stable name for histograms, messages and docs.
+    pub fn name(&self) -> String {
+        match self {
+            Op::Unary(u) => format!("{u:?}"),
+            Op::Binary(b) => format!("{b:?}"),
+            Op::Reduce { kind, .. } => format!("Reduce{kind:?}"),
+            Op::Pool(p) => format!("{:?}Pool", p.kind).replace("(", "").replace(")", ""),
+            Op::GlobalPool { kind } => format!("Global{kind:?}Pool"),
+            Op::Rnn(r) => format!("{:?}", r.kind).to_uppercase(),
+            Op::Opaque(o) if o.domain.is_empty() => o.op_type.clone(),
+            Op::Opaque(o) => format!("{}::{}", o.domain, o.op_type),
+            other => {
+                let dbg = format!("{other:?}");
+                dbg.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("").to_string()
+            }
+        }
+    }
+
+    pub fn class(&self) -> OpClass {
+        match self {
+            Op::Unary(_) | Op::Cast(_) | Op::IsInf { .. } | Op::Identity => OpClass::Elementwise,
+            Op::Binary(_) | Op::Where => OpClass::Broadcast,
+            Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Expand
+            | Op::Squeeze
+            | Op::Unsqueeze
+            | Op::Flatten { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Slice
+            | Op::Pad { .. }
+            | Op::Tile
+            | Op::Gather { .. }
+            | Op::GatherElements { .. }
+            | Op::GatherNd { .. }
+            | Op::OneHot { .. }
+            | Op::Trilu { .. }
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::ReverseSequence { .. } => OpClass::Injective,
+            Op::Reduce { .. }
+            | Op::ArgReduce { .. }
+            | Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::CumSum { .. }
+            | Op::GlobalPool { .. }
+            | Op::Pool(_) => OpClass::Reduction,
+            Op::MatMul | Op::Conv(_) | Op::ConvTranspose(_) | Op::Einsum { .. } => OpClass::FusableOutput,
+            Op::Constant(_)
+            | Op::ConstantOfShape(_)
+            | Op::Range
+            | Op::EyeLike { .. }
+            | Op::RandomNormal { .. }
+            | Op::RandomUniform { .. }
+            | Op::Shape { .. }
+            | Op::Size
+            | Op::ScatterElements { .. }
+            | Op::ScatterNd { .. }
+            | Op::Compress { .. }
+            | Op::NonZero
+            | Op::Resize(_)
+            | Op::TopK { .. }
+            | Op::Unique { .. }
+            | Op::MatMulInteger
+            | Op::Lrn { .. }
+            | Op::Rnn(_)
+            | Op::NonMaxSuppression { .. }
+            | Op::QuantizeLinear { .. }
+            | Op::DequantizeLinear { .. }
+            | Op::If { .. }
+            | Op::Loop { .. }
+            | Op::Scan(_)
+            | Op::SequenceConstruct
+            | Op::SequenceEmpty { .. }
+            | Op::SequenceAt
+            | Op::SequenceInsert
+            | Op::SequenceErase
+            | Op::SequenceLength
+            | Op::SplitToSequence { .. }
+            | Op::ConcatFromSequence { .. }
+            | Op::OptionalConstruct { .. }
+            | Op::OptionalHasElement
+            | Op::OptionalGetElement
+            | Op::Opaque(_) => OpClass::Opaque,
+        }
+    }
+
+    /// Nested graphs (control-flow bodies and graph attributes of opaque ops).
+    pub fn subgraphs(&self) -> Vec<&Graph> {
+        match self {
+            Op::If { then_branch, else_branch } => vec![then_branch, else_branch],
+            Op::Loop { body } => vec![body],
+            Op::Scan(s) => vec![&s.body],
+            Op::Opaque(o) => o
+                .attributes
+                .iter()
+                .flat_map(|a| match &a.value {
+                    AttrValue::Graph(g) => vec![&**g],
+                    AttrValue::Graphs(gs) => gs.iter().collect(),
+                    _ => vec![],
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn subgraphs_mut(&mut self) -> Vec<&mut Graph> {
+        match self {
+            Op::If { then_branch, else_branch } => vec![then_branch, else_branch],
+            Op::Loop { body } => vec![body],
+            Op::Scan(s) => vec![&mut s.body],
+            Op::Opaque(o) => o
+                .attributes
+                .iter_mut()
+                .flat_map(|a| match &mut a.value {
+                    AttrValue::Graph(g) => vec![&mut **g],
+                    AttrValue::Graphs(gs) => gs.iter_mut().collect(),
+                    _ => vec![],
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}

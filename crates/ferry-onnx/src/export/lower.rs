@@ -1,0 +1,190 @@
+//! The one place every core op meets its ONNX lowering: the match is exhaustive, so adding a
+//! core op does not compile until it has one (or an explicit refusal).
+
+use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
+use super::elementwise;
+use crate::proto::{self, attribute_proto::AttributeType};
+use crate::schemas;
+use crate::tensor::tensor_to_proto;
+use crate::types::type_to_proto;
+use ferry_ir::Op;
+use ferry_ir::ops::{AttrValue, OpaqueOp, SparseTensor};
+
+pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
+    let node = c.node;
+    match &node.op {
+        Op::Constant(t) => {
+            let out = c.output(0);
+            c.emit("Constant", vec![], vec![out], vec![attr_tensor("value", t)]);
+            Ok(())
+        }
+        Op::Unary(u) => elementwise::unary(c, *u),
+        Op::Binary(b) => elementwise::binary(c, *b),
+        Op::Cast(cast) => elementwise::cast(c, cast),
+        Op::Where => elementwise::where_(c),
+        Op::IsInf { detect_negative, detect_positive } => elementwise::is_inf(c, *detect_negative, *detect_positive),
+        Op::Identity => elementwise::identity(c),
+        Op::ConstantOfShape(_)
+        | Op::Range
+        | Op::EyeLike { .. }
+        | Op::RandomNormal { .. }
+        | Op::RandomUniform { .. }
+        | Op::Shape { .. }
+        | Op::Size
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Expand
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Flatten { .. }
+        | Op::Concat { .. }
+        | Op::Split { .. }
+        | Op::Slice
+        | Op::Pad { .. }
+        | Op::Tile
+        | Op::Gather { .. }
+        | Op::GatherElements { .. }
+        | Op::GatherNd { .. }
+        | Op::ScatterElements { .. }
+        | Op::ScatterNd { .. }
+        | Op::OneHot { .. }
+        | Op::Trilu { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Compress { .. }
+        | Op::NonZero
+        | Op::ReverseSequence { .. }
+        | Op::Resize(_)
+        | Op::Reduce { .. }
+        | Op::ArgReduce { .. }
+        | Op::TopK { .. }
+        | Op::CumSum { .. }
+        | Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::Unique { .. }
+        | Op::MatMul
+        | Op::MatMulInteger
+        | Op::Einsum { .. }
+        | Op::Conv(_)
+        | Op::ConvTranspose(_)
+        | Op::Pool(_)
+        | Op::GlobalPool { .. }
+        | Op::Lrn { .. }
+        | Op::Rnn(_)
+        | Op::NonMaxSuppression { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. }
+        | Op::If { .. }
+        | Op::Loop { .. }
+        | Op::Scan(_)
+        | Op::SequenceConstruct
+        | Op::SequenceEmpty { .. }
+        | Op::SequenceAt
+        | Op::SequenceInsert
+        | Op::SequenceErase
+        | Op::SequenceLength
+        | Op::SplitToSequence { .. }
+        | Op::ConcatFromSequence { .. }
+        | Op::OptionalConstruct { .. }
+        | Op::OptionalHasElement
+        | Op::OptionalGetElement => Err(c.problem("ferry has no ONNX lowering for this core op yet", None)),
+        Op::Opaque(o) => opaque(c, o),
+    }
+}
+
+/// Writes an op carried as its source spelled it, if the target opset has the same op version.
+fn opaque(c: &mut LowerCtx, o: &OpaqueOp) -> LowerResult {
+    if o.domain.is_empty() {
+        let target = schemas::resolve("", &o.op_type, c.opset);
+        let version = o.version.unwrap_or(0);
+        match target {
+            Some(t) if t.since_version == version => {}
+            _ => {
+                let next =
+                    schemas::versions("", &o.op_type).find(|s| s.since_version > version).map(|s| s.since_version);
+                let range = match next {
+                    Some(n) => format!("opsets {version}..={}", n - 1),
+                    None => format!("opset >= {version}"),
+                };
+                return Err(c.problem(
+                    format!(
+                        "carried as {}-{version} (ferry has no canonical form for it yet), which exists only in {range}; target opset {} {}",
+                        o.op_type,
+                        c.opset,
+                        match target {
+                            Some(t) => format!("has {}-{}", o.op_type, t.since_version),
+                            None => format!("has no {}", o.op_type),
+                        }
+                    ),
+                    Some(version),
+                ));
+            }
+        }
+    } else {
+        let v = c.exporter.source_opsets.get(&o.domain).copied().unwrap_or(1);
+        c.exporter.domains.insert(o.domain.clone(), v);
+    }
+    let mut attrs = Vec::with_capacity(o.attributes.len());
+    for a in &o.attributes {
+        let mut p = attribute_to_proto(c, &a.name, &a.value);
+        if !a.doc_string.is_empty() {
+            p.doc_string = Some(a.doc_string.clone());
+        }
+        attrs.push(p);
+    }
+    let (inputs, outputs) = (c.inputs(), c.outputs());
+    c.emit_in(&o.domain, &o.op_type, inputs, outputs, attrs);
+    Ok(())
+}
+
+fn sparse_to_proto(s: &SparseTensor) -> proto::SparseTensorProto {
+    proto::SparseTensorProto {
+        values: Some(Box::new(tensor_to_proto("", &s.values))),
+        indices: Some(Box::new(tensor_to_proto("", &s.indices))),
+        dims: s.dims.iter().map(|d| *d as i64).collect(),
+    }
+}
+
+pub fn attribute_to_proto(c: &mut LowerCtx, name: &str, v: &AttrValue) -> proto::AttributeProto {
+    let base = |ty: AttributeType| proto::AttributeProto {
+        name: Some(name.to_string()),
+        r#type: Some(ty as i32),
+        ..Default::default()
+    };
+    match v {
+        AttrValue::Float(f) => attr_f(name, *f),
+        AttrValue::Int(i) => attr_i(name, *i),
+        AttrValue::String(s) => proto::AttributeProto { s: Some(s.clone()), ..base(AttributeType::String) },
+        AttrValue::Tensor(t) => attr_tensor(name, t),
+        AttrValue::Graph(g) => {
+            let g = c.subgraph(g);
+            attr_graph(name, g)
+        }
+        AttrValue::SparseTensor(s) => proto::AttributeProto {
+            sparse_tensor: Some(Box::new(sparse_to_proto(s))),
+            ..base(AttributeType::SparseTensor)
+        },
+        AttrValue::Type(t) => {
+            proto::AttributeProto { tp: type_to_proto(t).map(Box::new), ..base(AttributeType::TypeProto) }
+        }
+        AttrValue::Floats(f) => attr_floats(name, f),
+        AttrValue::Ints(i) => attr_ints(name, i),
+        AttrValue::Strings(s) => proto::AttributeProto { strings: s.clone(), ..base(AttributeType::Strings) },
+        AttrValue::Tensors(ts) => proto::AttributeProto {
+            tensors: ts.iter().map(|t| tensor_to_proto("", t)).collect(),
+            ..base(AttributeType::Tensors)
+        },
+        AttrValue::Graphs(gs) => {
+            let graphs = gs.iter().map(|g| c.subgraph(g)).collect();
+            proto::AttributeProto { graphs, ..base(AttributeType::Graphs) }
+        }
+        AttrValue::SparseTensors(ss) => proto::AttributeProto {
+            sparse_tensors: ss.iter().map(sparse_to_proto).collect(),
+            ..base(AttributeType::SparseTensors)
+        },
+        AttrValue::Types(ts) => proto::AttributeProto {
+            type_protos: ts.iter().filter_map(type_to_proto).collect(),
+            ..base(AttributeType::TypeProtos)
+        },
+    }
+}

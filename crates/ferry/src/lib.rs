@@ -1,0 +1,66 @@
+//! ferry: carry neural-network models between frameworks.
+//!
+//! Load any supported file into a [`Model`] (the format is detected), inspect or transform it,
+//! and save it to any supported format and version.
+//!
+//! ```no_run
+//! let model = ferry::load(std::path::Path::new("model.onnx"))?;
+//! let report = ferry::check(&model);
+//! assert!(report.is_valid());
+//! let opts = ferry::SaveOptions { opset: Some(13), ..Default::default() };
+//! ferry::save(&model, std::path::Path::new("model-opset13.onnx"), &opts)?;
+//! # Ok::<(), ferry::Error>(())
+//! ```
+
+mod check;
+mod format;
+
+pub use check::{CheckReport, Finding, Severity, check};
+pub use ferry_ir::{self as ir, Model};
+pub use format::Format;
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Onnx(#[from] ferry_onnx::OnnxError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Reads a model file; the format comes from the file name and, failing that, its contents.
+pub fn load(path: &Path) -> Result<Model> {
+    match Format::detect(path)? {
+        Format::Onnx => Ok(ferry_onnx::load(path)?),
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SaveOptions {
+    /// Output format; `None` chooses it from the file name.
+    pub format: Option<Format>,
+    /// ONNX: target ai.onnx opset (default: the newest ferry supports).
+    pub opset: Option<u32>,
+    /// ONNX: store weights in a `.data` file beside the model.
+    pub external_data: bool,
+}
+
+/// Writes a model. Nothing is left at `path` unless the whole write succeeds.
+pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<()> {
+    let format = match opts.format {
+        Some(f) => f,
+        None => Format::from_output_name(path)?,
+    };
+    match format {
+        Format::Onnx => {
+            let o = ferry_onnx::SaveOptions {
+                export: ferry_onnx::ExportOptions { opset: opts.opset },
+                external_data: opts.external_data,
+            };
+            Ok(ferry_onnx::save(model, path, &o)?)
+        }
+    }
+}
