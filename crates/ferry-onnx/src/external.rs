@@ -35,11 +35,7 @@ impl ExternalData {
             let bytes = if meta.len() == 0 {
                 Bytes::new()
             } else {
-                // SAFETY: the map is read-only; a file truncated by another process while mapped
-                // would fault, which is the same contract every mmap-based loader accepts.
-                let map = unsafe { memmap2::Mmap::map(&file) }
-                    .map_err(|e| OnnxError::Io { path: path.display().to_string(), source: e })?;
-                Bytes::from_owner(map)
+                crate::mapped::map(&file).map_err(|e| OnnxError::Io { path: path.display().to_string(), source: e })?
             };
             self.maps.insert(path.clone(), bytes);
         }

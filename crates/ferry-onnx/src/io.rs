@@ -32,9 +32,7 @@ pub fn map_file(path: &Path) -> Result<Bytes> {
     if meta.len() == 0 {
         return Ok(Bytes::new());
     }
-    // SAFETY: read-only map; see ExternalData::read.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path))?;
-    Ok(Bytes::from_owner(map))
+    crate::mapped::map(&file).map_err(io_err(path))
 }
 
 pub fn decode_model(bytes: Bytes) -> Result<proto::ModelProto> {
@@ -122,7 +120,10 @@ fn move_to_external(
             file.write_all(&vec![0u8; pad as usize])?;
             *offset += pad;
         }
-        file.write_all(raw)?;
+        for chunk in raw.chunks(64 << 20) {
+            file.write_all(chunk)?;
+            crate::mapped::release(chunk);
+        }
         let entry = |k: &str, v: String| proto::StringStringEntryProto { key: Some(k.into()), value: Some(v) };
         t.external_data = vec![
             entry("location", location.into()),

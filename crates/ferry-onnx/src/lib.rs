@@ -6,6 +6,7 @@ pub mod export;
 pub mod external;
 pub mod import;
 mod io;
+mod mapped;
 pub mod proto;
 pub mod schema_table;
 pub mod schemas;
