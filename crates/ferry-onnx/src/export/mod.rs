@@ -4,6 +4,7 @@
 pub mod ctx;
 mod elementwise;
 mod lower;
+mod typecheck;
 
 use crate::error::{ExportProblem, OnnxError, Result};
 use crate::proto;
@@ -32,6 +33,19 @@ pub fn export_model(model: &Model, opts: &ExportOptions) -> Result<proto::ModelP
     model.graph.visit(&mut |g, _| used.extend(g.values.iter().map(|v| v.name.clone())));
     let mut exporter = Exporter { opset, used, domains: BTreeMap::new(), source_opsets: source_opsets(model) };
     let graph = exporter.graph(&model.graph).map_err(OnnxError::Export)?;
+    let mut dtypes = HashMap::new();
+    model.graph.visit(&mut |g, _| {
+        for v in &g.values {
+            if let Some(t) = typecheck::type_name(&v.ty) {
+                dtypes.insert(v.name.clone(), t);
+            }
+        }
+    });
+    let mut problems = Vec::new();
+    typecheck::check_graph(&graph, opset, &dtypes, &mut problems);
+    if !problems.is_empty() {
+        return Err(OnnxError::Export(problems));
+    }
     let mut ir_version = schemas::ir_version_for_opset(opset);
     model.graph.visit(&mut |g, _| {
         for v in &g.values {
