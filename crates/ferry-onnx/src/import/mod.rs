@@ -146,6 +146,9 @@ impl Importer<'_> {
             if graph.initializers.iter().any(|(v, _)| *v == id) {
                 return Err(OnnxError::invalid(format!("initializer '{name}' is given twice")));
             }
+            if graph.values[id].ty.is_unknown() {
+                graph.values[id].ty = ValueType::tensor(tensor.dtype, ferry_ir::Shape::known(&tensor.shape));
+            }
             consts.insert(id, tensor.clone());
             graph.initializers.push((id, tensor));
         }
@@ -154,7 +157,9 @@ impl Importer<'_> {
             let name = s.values.as_ref().and_then(|v| v.name.clone()).unwrap_or_default();
             let dense =
                 densify(&sparse).map_err(|e| OnnxError::invalid(format!("sparse initializer '{name}': {e}")))?;
-            let id = declare(&mut graph, &mut names, used, &name, ValueType::Unknown);
+            let ty = ValueType::tensor(dense.dtype, ferry_ir::Shape::known(&dense.shape));
+            let id = declare(&mut graph, &mut names, used, &name, ty);
+            consts.insert(id, dense.clone());
             graph.initializers.push((id, dense));
         }
         let mut nodes = Vec::new();
