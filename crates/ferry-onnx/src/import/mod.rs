@@ -149,7 +149,10 @@ impl Importer<'_> {
             if graph.values[id].ty.is_unknown() {
                 graph.values[id].ty = ValueType::tensor(tensor.dtype, ferry_ir::Shape::known(&tensor.shape));
             }
-            consts.insert(id, tensor.clone());
+            // An initializer that is also a graph input is only a default: not a constant.
+            if !graph.inputs.contains(&id) {
+                consts.insert(id, tensor.clone());
+            }
             graph.initializers.push((id, tensor));
         }
         for s in &g.sparse_initializer {
@@ -224,9 +227,6 @@ impl Importer<'_> {
                 }
             };
             graph.outputs.push(id);
-        }
-        for id in &graph.inputs {
-            consts.remove(id);
         }
         Ok(graph)
     }
