@@ -69,6 +69,26 @@ pub fn conv_transpose(c: &mut LowerCtx, ct: &ConvTranspose) -> LowerResult {
 }
 
 pub fn pool(c: &mut LowerCtx, p: &Pool) -> LowerResult {
+    // Before opset 22 a ceil_mode window starting in the right padding was kept.
+    let rewritten;
+    let p = if p.ceil_mode && c.opset < 22 {
+        let spatial = c.input_type(0).and_then(crate::import::nn::spatial_dims);
+        match crate::import::nn::ceil_mode_as_pads(p, spatial, true) {
+            None => {
+                return Err(c.problem(
+                    "ceil_mode pooling over unknown sizes (or counting padding) has its opset-22 meaning only from opset 22",
+                    Some(22),
+                ));
+            }
+            Some(None) => p,
+            Some(Some(pads)) => {
+                rewritten = Pool { ceil_mode: false, pads: AutoPad::Explicit(pads), ..p.clone() };
+                &rewritten
+            }
+        }
+    } else {
+        p
+    };
     let (op_type, dilations_from, ceil_from) = match p.kind {
         PoolKind::Max => ("MaxPool", 10, 10),
         PoolKind::Avg => ("AveragePool", 19, 10),

@@ -4,7 +4,7 @@
 
 pub mod ctx;
 mod elementwise;
-mod nn;
+pub(crate) mod nn;
 
 use crate::error::{OnnxError, Result};
 use crate::external::ExternalData;

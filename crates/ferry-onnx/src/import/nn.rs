@@ -84,8 +84,22 @@ fn conv_transpose(c: &mut NodeCtx) -> Result<Canon> {
 }
 
 /// Emits a pool writing the node's outputs (MaxPool's optional second output included).
-fn emit_pool(c: &mut NodeCtx, p: Pool) -> Result<Canon> {
+fn emit_pool(c: &mut NodeCtx, mut p: Pool) -> Result<Canon> {
     let x = c.required_input(0)?;
+    if c.version < 22 && p.ceil_mode {
+        match ceil_mode_as_pads(&p, spatial_dims(c.value_type(x)), false) {
+            None => {
+                return Ok(Canon::KeepOpaque(
+                    "ceil_mode before version 22 over unknown sizes (or counting padding)".into(),
+                ));
+            }
+            Some(None) => {}
+            Some(Some(pads)) => {
+                p.ceil_mode = false;
+                p.pads = AutoPad::Explicit(pads);
+            }
+        }
+    }
     let y = c.output(0).unwrap_or_else(|| c.temp("unused"));
     let mut outputs = vec![Some(y)];
     if let Some(idx) = c.output(1) {
@@ -372,4 +386,62 @@ fn rnn(c: &mut NodeCtx, kind: RnnKind) -> Result<Canon> {
     }
     c.emit(Op::Rnn(op), inputs, outputs);
     Ok(Canon::Done)
+}
+
+/// Pools before version 22 (MaxPool, AveragePool, LpPool) keep a ceil_mode window that starts in
+/// the right padding; from 22 (and in the core op) it is dropped. Rewrites a ceil_mode pool over
+/// known spatial sizes as an equivalent floor-mode pool with a longer end padding, producing the
+/// output size of the old rule (`drop_padded_start == false`) or of the new one.
+///
+/// `None`: not decidable (unknown sizes) or not expressible; `Some(None)`: both rules agree, keep
+/// the pool as it is; `Some(Some(pads))`: use these explicit pads with ceil_mode off.
+pub(crate) fn ceil_mode_as_pads(
+    p: &Pool,
+    spatial: Option<Vec<Option<u64>>>,
+    drop_padded_start: bool,
+) -> Option<Option<Vec<u64>>> {
+    if !p.ceil_mode {
+        return Some(None);
+    }
+    let n = p.kernel_shape.len();
+    let pads = match &p.pads {
+        AutoPad::SameUpper | AutoPad::SameLower => return Some(None),
+        AutoPad::Valid => vec![0; 2 * n],
+        AutoPad::Explicit(v) if v.is_empty() => vec![0; 2 * n],
+        AutoPad::Explicit(v) if v.len() == 2 * n => v.clone(),
+        AutoPad::Explicit(_) => return None,
+    };
+    let spatial = spatial?;
+    if spatial.len() != n {
+        return None;
+    }
+    let mut differs = false;
+    let mut new_pads = pads.clone();
+    for i in 0..n {
+        let input = spatial[i]?;
+        let k = p.kernel_shape[i];
+        let s = p.strides.get(i).copied().unwrap_or(1).max(1);
+        let d = p.dilations.get(i).copied().unwrap_or(1).max(1);
+        let (pb, pe) = (pads[i], pads[n + i]);
+        let ek = k.checked_sub(1)? * d + 1;
+        let span = (input + pb + pe).checked_sub(ek)?;
+        let out_old = span.div_ceil(s) + 1;
+        let out_new = if (out_old - 1) * s >= input + pb { out_old - 1 } else { out_old };
+        differs |= out_old != out_new;
+        let target = if drop_padded_start { out_new } else { out_old };
+        new_pads[n + i] = ((target - 1) * s + ek).checked_sub(input + pb)?;
+    }
+    if !differs {
+        return Some(None);
+    }
+    // Extra end padding is neutral for max (-inf), Lp (0) and averages that skip padding.
+    if p.kind == PoolKind::Avg && p.count_include_pad && new_pads != pads {
+        return None;
+    }
+    Some(Some(new_pads))
+}
+
+/// Spatial sizes (dims 2..) of a value, when its rank is known.
+pub(crate) fn spatial_dims(ty: &ferry_ir::ValueType) -> Option<Vec<Option<u64>>> {
+    ty.shape().map(|s| s.0.iter().skip(2).map(|d| d.known()).collect())
 }
