@@ -207,7 +207,7 @@ fn non_empty_input(c: &NodeCtx, i: usize) -> Option<ValueId> {
     match c.const_input(i) {
         Some(t) if t.numel() == 0 => None,
         _ => match c.value_type(v).shape() {
-            Some(s) if s.0.iter().any(|d| *d == ferry_ir::Dim::Known(0)) => None,
+            Some(s) if s.0.contains(&ferry_ir::Dim::Known(0)) => None,
             _ => Some(v),
         },
     }
@@ -309,12 +309,11 @@ fn quantize_linear(c: &mut NodeCtx) -> Result<Canon> {
 fn dequantize_linear(c: &mut NodeCtx) -> Result<Canon> {
     let x = c.required_input(0)?;
     let scale = c.required_input(1)?;
-    if c.version >= 23 {
-        if let Some(d) = c.attr_dtype("output_dtype")? {
-            if c.input_dtype(1) != Some(d) {
-                return Ok(Canon::KeepOpaque("DequantizeLinear with an output_dtype other than the scale's".into()));
-            }
-        }
+    if c.version >= 23
+        && let Some(d) = c.attr_dtype("output_dtype")?
+        && c.input_dtype(1) != Some(d)
+    {
+        return Ok(Canon::KeepOpaque("DequantizeLinear with an output_dtype other than the scale's".into()));
     }
     let op = Op::DequantizeLinear {
         axis: if c.version >= 13 { c.attr_i("axis", 1)? } else { 1 },
@@ -444,4 +443,68 @@ pub(crate) fn ceil_mode_as_pads(
 /// Spatial sizes (dims 2..) of a value, when its rank is known.
 pub(crate) fn spatial_dims(ty: &ferry_ir::ValueType) -> Option<Vec<Option<u64>>> {
     ty.shape().map(|s| s.0.iter().skip(2).map(|d| d.known()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_ir::{DType, Node, Shape, ValueType};
+
+    fn ceil_pool(kind: PoolKind) -> Pool {
+        Pool {
+            kind,
+            kernel_shape: vec![1, 1],
+            strides: vec![2, 2],
+            dilations: vec![],
+            pads: AutoPad::Explicit(vec![1, 1, 1, 1]),
+            ceil_mode: true,
+            count_include_pad: false,
+            column_major_indices: false,
+        }
+    }
+
+    #[test]
+    fn ceil_mode_rule_change_at_22() {
+        // onnx shape inference for a 2x2 input, kernel 1, stride 2, pads 1, ceil_mode: 3x3 up to
+        // MaxPool-21, 2x2 from MaxPool-22.
+        let p = ceil_pool(PoolKind::Max);
+        let dims = Some(vec![Some(2), Some(2)]);
+        assert_eq!(ceil_mode_as_pads(&p, dims.clone(), false), Some(Some(vec![1, 1, 2, 2])));
+        assert_eq!(ceil_mode_as_pads(&p, dims.clone(), true), Some(Some(vec![1, 1, 0, 0])));
+        // Unknown sizes: undecidable; SAME padding: both rules agree.
+        assert_eq!(ceil_mode_as_pads(&p, Some(vec![None, Some(2)]), true), None);
+        let same = Pool { pads: AutoPad::SameUpper, ..p.clone() };
+        assert_eq!(ceil_mode_as_pads(&same, dims.clone(), true), Some(None));
+        // Averages that count padding cannot take the longer end padding.
+        let avg = Pool { count_include_pad: true, ..ceil_pool(PoolKind::Avg) };
+        assert_eq!(ceil_mode_as_pads(&avg, dims, true), None);
+    }
+
+    #[test]
+    fn conv_transpose_shape() {
+        // node test test_convtranspose: X [1,1,3,3], W [1,2,3,3] -> Y [1,2,5,5];
+        // test_convtranspose_pads: strides 3,2, pads 1,2,1,2 -> Y [1,2,7,3].
+        let infer = |ct: ConvTranspose| {
+            let node = Node {
+                name: String::new(),
+                op: Op::ConvTranspose(ct),
+                inputs: vec![Some(0), Some(1)],
+                outputs: vec![Some(2)],
+                doc_string: String::new(),
+            };
+            let x = ValueType::tensor(DType::F32, Shape::known(&[1, 1, 3, 3]));
+            let w = ValueType::tensor(DType::F32, Shape::known(&[1, 2, 3, 3]));
+            ferry_ir::infer::infer_node(&node, &[x, w], &[None, None]).unwrap().remove(0)
+        };
+        let conv =
+            Conv { kernel_shape: None, strides: vec![], dilations: vec![], pads: AutoPad::Explicit(vec![]), group: 1 };
+        let plain = ConvTranspose { conv: conv.clone(), output_padding: vec![], output_shape: None };
+        assert_eq!(infer(plain), ValueType::tensor(DType::F32, Shape::known(&[1, 2, 5, 5])));
+        let padded = ConvTranspose {
+            conv: Conv { strides: vec![3, 2], pads: AutoPad::Explicit(vec![1, 2, 1, 2]), ..conv },
+            output_padding: vec![],
+            output_shape: None,
+        };
+        assert_eq!(infer(padded), ValueType::tensor(DType::F32, Shape::known(&[1, 2, 7, 3])));
+    }
 }
