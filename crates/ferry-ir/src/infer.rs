@@ -6,7 +6,7 @@
 
 use crate::dtype::DType;
 use crate::graph::{Graph, Node, ValueId};
-use crate::ops::{AutoPad, BinaryOp, Op, UnaryOp};
+use crate::ops::{AutoPad, BinaryOp, ConvTranspose, Op, Resize, Rnn, RnnDirection, UnaryOp};
 use crate::shape::{Dim, Shape, normalize_axis};
 use crate::tensor::Tensor;
 use crate::value::ValueType;
@@ -484,19 +484,19 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             ValueType::Sequence(t) => Ok(vec![tensor(t.dtype(), None)]),
             _ => unknown(),
         },
-        Op::Pad { .. } | Op::Tile | Op::Resize(_) | Op::DepthToSpace { .. } | Op::SpaceToDepth { .. } => {
+        Op::Resize(r) => Ok(vec![tensor(dtype(0), resize_shape(r, shape(0), konst(2), konst(3)))]),
+        Op::Pad { .. } | Op::Tile | Op::DepthToSpace { .. } | Op::SpaceToDepth { .. } => {
             Ok(vec![tensor(dtype(0), shape(0).map(|s| Shape(vec![Dim::Unknown; s.rank()])))])
         }
-        Op::GatherNd { .. } | Op::Compress { .. } | Op::Einsum { .. } | Op::ConvTranspose(_) => {
-            Ok(vec![tensor(dtype(0), None)])
-        }
+        Op::ConvTranspose(ct) => Ok(vec![tensor(dtype(0), conv_transpose_shape(ct, shape(0), shape(1)))]),
+        Op::GatherNd { .. } | Op::Compress { .. } | Op::Einsum { .. } => Ok(vec![tensor(dtype(0), None)]),
         Op::OneHot { .. } => Ok(vec![tensor(dtype(2), None)]),
         Op::Unique { .. } => {
             let mut outs = vec![tensor(dtype(0), None)];
             outs.extend((1..n_out).map(|_| tensor(Some(DType::I64), Some(Shape(vec![Dim::Unknown])))));
             Ok(outs)
         }
-        Op::Rnn(_) => Ok((0..n_out).map(|_| tensor(dtype(0), None)).collect()),
+        Op::Rnn(r) => Ok(rnn_shapes(r, shape(0), n_out).into_iter().map(|s| tensor(dtype(0), s)).collect()),
         // Control flow: output types come from the bodies; the runtime checks them per call.
         Op::If { then_branch, .. } => {
             Ok(then_branch.outputs.iter().map(|o| then_branch.values[*o].ty.clone()).collect())
@@ -633,4 +633,102 @@ fn window_out(
             out
         }
     }
+}
+
+/// ConvTranspose output: `stride*(in-1) + output_padding + (k-1)*dilation + 1 - pads`, or the
+/// requested `output_shape`; channels are `W[1] * group`.
+fn conv_transpose_shape(ct: &ConvTranspose, x: Option<Shape>, w: Option<Shape>) -> Option<Shape> {
+    let x = x.filter(|x| x.rank() >= 3)?;
+    let spatial = x.rank() - 2;
+    let channels =
+        w.as_ref().filter(|w| w.rank() == x.rank()).map_or(Dim::Unknown, |w| w.0[1].mul(&Dim::Known(ct.conv.group)));
+    let mut dims = vec![x.0[0].clone(), channels];
+    for i in 0..spatial {
+        if let Some(os) = &ct.output_shape {
+            // output_shape may list only the spatial sizes or the whole shape.
+            let off = os.len().saturating_sub(spatial);
+            dims.push(os.get(off + i).map_or(Dim::Unknown, |v| Dim::Known(*v)));
+            continue;
+        }
+        let kernel = match &ct.conv.kernel_shape {
+            Some(k) => k.get(i).map_or(Dim::Unknown, |k| Dim::Known(*k)),
+            None => w.as_ref().and_then(|w| w.0.get(2 + i).cloned()).unwrap_or(Dim::Unknown),
+        };
+        let s = *ct.conv.strides.get(i).unwrap_or(&1);
+        let d = *ct.conv.dilations.get(i).unwrap_or(&1);
+        let op = *ct.output_padding.get(i).unwrap_or(&0);
+        let input = &x.0[2 + i];
+        let out = match &ct.conv.pads {
+            AutoPad::SameUpper | AutoPad::SameLower => input.mul(&Dim::Known(s)),
+            pads => {
+                let (pb, pe) = match pads {
+                    AutoPad::Explicit(p) => (*p.get(i).unwrap_or(&0), *p.get(i + spatial).unwrap_or(&0)),
+                    _ => (0, 0),
+                };
+                let eff_kernel = kernel.sub(&Dim::Known(1)).mul(&Dim::Known(d)).add(&Dim::Known(1));
+                let base = input.sub(&Dim::Known(1)).mul(&Dim::Known(s)).add(&Dim::Known(op)).add(&eff_kernel);
+                match base.known() {
+                    Some(b) if b < pb + pe => return None,
+                    _ => base.sub(&Dim::Known(pb + pe)),
+                }
+            }
+        };
+        dims.push(out);
+    }
+    Some(Shape(dims))
+}
+
+/// Resize output sizes from constant `scales` (floor(in * scale)) or `sizes`, for the stretch
+/// policy; the other policies depend on all sizes at once and are left unknown.
+fn resize_shape(r: &Resize, x: Option<Shape>, scales: Option<&Tensor>, sizes: Option<&Tensor>) -> Option<Shape> {
+    let x = x?;
+    let rank = x.rank();
+    let axes: Vec<usize> = match &r.axes {
+        Some(a) => a.iter().map(|a| normalize_axis(*a, rank)).collect::<Result<_, _>>().ok()?,
+        None => (0..rank).collect(),
+    };
+    let mut out = Shape(vec![Dim::Unknown; rank]);
+    for (i, d) in x.0.iter().enumerate() {
+        if !axes.contains(&i) {
+            out.0[i] = d.clone();
+        }
+    }
+    if let Some(sizes) = sizes.and_then(|t| t.to_i64_vec().ok()).filter(|v| v.len() == axes.len()) {
+        if r.keep_aspect_ratio_policy == "stretch" {
+            for (k, a) in axes.iter().enumerate() {
+                out.0[*a] = Dim::Known(sizes[k].max(0) as u64);
+            }
+        }
+        return Some(out);
+    }
+    // With tf_crop_and_resize the output also scales by the roi's extent.
+    let crop = r.coordinate_transformation_mode == "tf_crop_and_resize";
+    if let Some(scales) = scales.and_then(|t| t.to_f64_vec().ok()).filter(|v| v.len() == axes.len() && !crop) {
+        for (k, a) in axes.iter().enumerate() {
+            if let Some(n) = x.0[*a].known() {
+                // Scales are float32 in practice: multiply in that precision, as runtimes do.
+                out.0[*a] = Dim::Known(((n as f32) * scales[k] as f32).floor().max(0.0) as u64);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Y, Y_h (and LSTM's Y_c) of a recurrent op.
+fn rnn_shapes(r: &Rnn, x: Option<Shape>, n_out: usize) -> Vec<Option<Shape>> {
+    let dirs = Dim::Known(if r.direction == RnnDirection::Bidirectional { 2 } else { 1 });
+    let hidden = Dim::Known(r.hidden_size);
+    let x = x.filter(|x| x.rank() == 3);
+    let (seq, batch) = match &x {
+        Some(x) if r.batch_first => (x.0[1].clone(), x.0[0].clone()),
+        Some(x) => (x.0[0].clone(), x.0[1].clone()),
+        None => (Dim::Unknown, Dim::Unknown),
+    };
+    let y = if r.batch_first {
+        Shape(vec![batch.clone(), seq, dirs.clone(), hidden.clone()])
+    } else {
+        Shape(vec![seq, dirs.clone(), batch.clone(), hidden.clone()])
+    };
+    let state = if r.batch_first { Shape(vec![batch, dirs, hidden]) } else { Shape(vec![dirs, batch, hidden]) };
+    (0..n_out).map(|k| Some(if k == 0 { y.clone() } else { state.clone() })).collect()
 }

@@ -3,6 +3,7 @@
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
 use super::elementwise;
+use super::nn;
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -24,6 +25,18 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::Where => elementwise::where_(c),
         Op::IsInf { detect_negative, detect_positive } => elementwise::is_inf(c, *detect_negative, *detect_positive),
         Op::Identity => elementwise::identity(c),
+        Op::Conv(conv) => nn::conv(c, conv),
+        Op::ConvTranspose(ct) => nn::conv_transpose(c, ct),
+        Op::Pool(p) => nn::pool(c, p),
+        Op::GlobalPool { kind } => nn::global_pool(c, *kind),
+        Op::Lrn { alpha, beta, bias, size } => nn::lrn(c, *alpha, *beta, *bias, *size),
+        Op::Resize(r) => nn::resize(c, r),
+        Op::Rnn(r) => nn::rnn(c, r),
+        Op::NonMaxSuppression { center_point_box } => nn::non_max_suppression(c, *center_point_box),
+        Op::QuantizeLinear { axis, saturate, block_size, output_dtype } => {
+            nn::quantize_linear(c, *axis, *saturate, *block_size, *output_dtype)
+        }
+        Op::DequantizeLinear { axis, block_size } => nn::dequantize_linear(c, *axis, *block_size),
         Op::ConstantOfShape(_)
         | Op::Range
         | Op::EyeLike { .. }
@@ -54,7 +67,6 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         | Op::Compress { .. }
         | Op::NonZero
         | Op::ReverseSequence { .. }
-        | Op::Resize(_)
         | Op::Reduce { .. }
         | Op::ArgReduce { .. }
         | Op::TopK { .. }
@@ -65,15 +77,6 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         | Op::MatMul
         | Op::MatMulInteger
         | Op::Einsum { .. }
-        | Op::Conv(_)
-        | Op::ConvTranspose(_)
-        | Op::Pool(_)
-        | Op::GlobalPool { .. }
-        | Op::Lrn { .. }
-        | Op::Rnn(_)
-        | Op::NonMaxSuppression { .. }
-        | Op::QuantizeLinear { .. }
-        | Op::DequantizeLinear { .. }
         | Op::If { .. }
         | Op::Loop { .. }
         | Op::Scan(_)

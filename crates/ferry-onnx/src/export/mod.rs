@@ -4,6 +4,7 @@
 pub mod ctx;
 mod elementwise;
 mod lower;
+mod nn;
 mod typecheck;
 
 use crate::error::{ExportProblem, OnnxError, Result};
