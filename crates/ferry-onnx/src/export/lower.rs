@@ -3,6 +3,7 @@
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
 use super::elementwise;
+use super::reduce;
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -24,6 +25,20 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::Where => elementwise::where_(c),
         Op::IsInf { detect_negative, detect_positive } => elementwise::is_inf(c, *detect_negative, *detect_positive),
         Op::Identity => elementwise::identity(c),
+        Op::Reduce { kind, keepdims, noop_with_empty_axes } => {
+            reduce::reduce(c, *kind, *keepdims, *noop_with_empty_axes)
+        }
+        Op::ArgReduce { max, axis, keepdims, select_last_index } => {
+            reduce::arg_reduce(c, *max, *axis, *keepdims, *select_last_index)
+        }
+        Op::TopK { axis, largest, sorted } => reduce::top_k(c, *axis, *largest, *sorted),
+        Op::CumSum { exclusive, reverse } => reduce::cum_sum(c, *exclusive, *reverse),
+        Op::Softmax { axis } => reduce::softmax(c, false, *axis),
+        Op::LogSoftmax { axis } => reduce::softmax(c, true, *axis),
+        Op::Unique { axis, sorted } => reduce::unique(c, *axis, *sorted),
+        Op::MatMul => reduce::matmul(c),
+        Op::MatMulInteger => reduce::matmul_integer(c),
+        Op::Einsum { equation } => reduce::einsum(c, equation),
         Op::ConstantOfShape(_)
         | Op::Range
         | Op::EyeLike { .. }
@@ -55,16 +70,6 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         | Op::NonZero
         | Op::ReverseSequence { .. }
         | Op::Resize(_)
-        | Op::Reduce { .. }
-        | Op::ArgReduce { .. }
-        | Op::TopK { .. }
-        | Op::CumSum { .. }
-        | Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::Unique { .. }
-        | Op::MatMul
-        | Op::MatMulInteger
-        | Op::Einsum { .. }
         | Op::Conv(_)
         | Op::ConvTranspose(_)
         | Op::Pool(_)

@@ -4,6 +4,7 @@
 
 pub mod ctx;
 mod elementwise;
+mod reduce;
 
 use crate::error::{OnnxError, Result};
 use crate::external::ExternalData;
@@ -23,7 +24,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, reduce::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
