@@ -59,10 +59,7 @@ fn reduce(c: &mut NodeCtx, kind: ReduceKind) -> Result<Canon> {
     let keepdims = c.attr_i("keepdims", 1)? != 0;
     let noop_with_empty_axes = c.attr_i("noop_with_empty_axes", 0)? != 0;
     let axes = if c.version < axes_input_version(kind) {
-        match c.attr_ints("axes")? {
-            Some(a) => Some(c.const_i64s(&a, "axes")),
-            None => None,
-        }
+        c.attr_ints("axes")?.map(|a| c.const_i64s(&a, "axes"))
     } else {
         c.input(1)
     };
