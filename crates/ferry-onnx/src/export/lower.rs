@@ -4,6 +4,7 @@
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
 use super::elementwise;
 use super::nn;
+use super::reduce;
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -37,6 +38,20 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
             nn::quantize_linear(c, *axis, *saturate, *block_size, *output_dtype)
         }
         Op::DequantizeLinear { axis, block_size } => nn::dequantize_linear(c, *axis, *block_size),
+        Op::Reduce { kind, keepdims, noop_with_empty_axes } => {
+            reduce::reduce(c, *kind, *keepdims, *noop_with_empty_axes)
+        }
+        Op::ArgReduce { max, axis, keepdims, select_last_index } => {
+            reduce::arg_reduce(c, *max, *axis, *keepdims, *select_last_index)
+        }
+        Op::TopK { axis, largest, sorted } => reduce::top_k(c, *axis, *largest, *sorted),
+        Op::CumSum { exclusive, reverse } => reduce::cum_sum(c, *exclusive, *reverse),
+        Op::Softmax { axis } => reduce::softmax(c, false, *axis),
+        Op::LogSoftmax { axis } => reduce::softmax(c, true, *axis),
+        Op::Unique { axis, sorted } => reduce::unique(c, *axis, *sorted),
+        Op::MatMul => reduce::matmul(c),
+        Op::MatMulInteger => reduce::matmul_integer(c),
+        Op::Einsum { equation } => reduce::einsum(c, equation),
         Op::ConstantOfShape(_)
         | Op::Range
         | Op::EyeLike { .. }
@@ -67,16 +82,6 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         | Op::Compress { .. }
         | Op::NonZero
         | Op::ReverseSequence { .. }
-        | Op::Reduce { .. }
-        | Op::ArgReduce { .. }
-        | Op::TopK { .. }
-        | Op::CumSum { .. }
-        | Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::Unique { .. }
-        | Op::MatMul
-        | Op::MatMulInteger
-        | Op::Einsum { .. }
         | Op::If { .. }
         | Op::Loop { .. }
         | Op::Scan(_)

@@ -6,6 +6,7 @@ mod elementwise;
 mod lower;
 mod nn;
 mod typecheck;
+mod reduce;
 
 use crate::error::{ExportProblem, OnnxError, Result};
 use crate::proto;

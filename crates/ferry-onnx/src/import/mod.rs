@@ -5,6 +5,7 @@
 pub mod ctx;
 mod elementwise;
 pub(crate) mod nn;
+mod reduce;
 
 use crate::error::{OnnxError, Result};
 use crate::external::ExternalData;
@@ -24,7 +25,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS, reduce::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
