@@ -498,10 +498,92 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
         }
         Op::Rnn(_) => Ok((0..n_out).map(|_| tensor(dtype(0), None)).collect()),
         // Control flow: output types come from the bodies; the runtime checks them per call.
-        Op::If { then_branch, .. } => {
-            Ok(then_branch.outputs.iter().map(|o| then_branch.values[*o].ty.clone()).collect())
+        Op::If { then_branch, else_branch } => Ok(then_branch
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(k, o)| {
+                let t = &then_branch.values[*o].ty;
+                match else_branch.outputs.get(k) {
+                    Some(e) => join(t, &else_branch.values[*e].ty),
+                    None => t.clone(),
+                }
+            })
+            .collect()),
+        Op::Loop { body } => {
+            // Inputs: M, cond, carried...; body outputs: cond, carried..., scan outputs...
+            let carried = inputs.len().saturating_sub(2);
+            let body_out = |k: usize| body.outputs.get(k).map_or(ValueType::Unknown, |o| body.values[*o].ty.clone());
+            Ok((0..n_out)
+                .map(|k| {
+                    if k < carried {
+                        join(&input(k + 2), &body_out(k + 1))
+                    } else {
+                        match body_out(k + 1) {
+                            ValueType::Tensor { dtype, shape } => tensor(
+                                dtype,
+                                shape.map(|s| Shape(std::iter::once(Dim::Unknown).chain(s.0).collect())),
+                            ),
+                            _ => ValueType::Unknown,
+                        }
+                    }
+                })
+                .collect())
         }
-        Op::Loop { .. } | Op::Scan(_) | Op::Opaque(_) => unknown(),
+        Op::Scan(sc) => {
+            let m = sc.num_scan_inputs as usize;
+            let n = inputs.len().saturating_sub(m);
+            let body_out =
+                |k: usize| sc.body.outputs.get(k).map_or(ValueType::Unknown, |o| sc.body.values[*o].ty.clone());
+            // The number of iterations: the first scan input's length along its scan axis.
+            let len = shape(n)
+                .and_then(|s| {
+                    let a = normalize_axis(*sc.scan_input_axes.first().unwrap_or(&0), s.rank()).ok()?;
+                    Some(s.0[a].clone())
+                })
+                .unwrap_or(Dim::Unknown);
+            Ok((0..n_out)
+                .map(|k| {
+                    if k < n {
+                        return join(&input(k), &body_out(k));
+                    }
+                    match body_out(k) {
+                        ValueType::Tensor { dtype, shape } => {
+                            let axis = *sc.scan_output_axes.get(k - n).unwrap_or(&0);
+                            let shape = shape.and_then(|s| {
+                                let a = normalize_axis(axis, s.rank() + 1).ok()?;
+                                let mut d = s.0;
+                                d.insert(a, len.clone());
+                                Some(Shape(d))
+                            });
+                            tensor(dtype, shape)
+                        }
+                        _ => ValueType::Unknown,
+                    }
+                })
+                .collect())
+        }
+        Op::Opaque(_) => unknown(),
+    }
+}
+
+/// What two types that may flow into the same place (If branches, a loop-carried value before and
+/// after an iteration) have in common.
+fn join(a: &ValueType, b: &ValueType) -> ValueType {
+    match (a, b) {
+        (ValueType::Unknown, x) | (x, ValueType::Unknown) => x.clone(),
+        (ValueType::Tensor { dtype: ad, shape: ash }, ValueType::Tensor { dtype: bd, shape: bsh }) => {
+            let shape = match (ash, bsh) {
+                (Some(x), Some(y)) if x.rank() == y.rank() => Some(Shape(
+                    x.0.iter().zip(&y.0).map(|(p, q)| if p == q { p.clone() } else { Dim::Unknown }).collect(),
+                )),
+                _ => None,
+            };
+            ValueType::Tensor { dtype: ad.or(*bd), shape }
+        }
+        (ValueType::Sequence(x), ValueType::Sequence(y)) => ValueType::Sequence(Box::new(join(x, y))),
+        (ValueType::Optional(x), ValueType::Optional(y)) => ValueType::Optional(Box::new(join(x, y))),
+        (x, _) => x.clone(),
     }
 }
 

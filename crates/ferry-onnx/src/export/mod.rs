@@ -2,6 +2,7 @@
 //! source version is not expressible are collected, all of them, into one error.
 
 pub mod ctx;
+mod control;
 mod elementwise;
 mod lower;
 

@@ -3,6 +3,7 @@
 //! reported by `check`). Model-local functions are inlined.
 
 pub mod ctx;
+mod control;
 mod elementwise;
 
 use crate::error::{OnnxError, Result};
@@ -23,7 +24,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, control::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
