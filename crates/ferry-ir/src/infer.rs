@@ -520,10 +520,9 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
                         join(&input(k + 2), &body_out(k + 1))
                     } else {
                         match body_out(k + 1) {
-                            ValueType::Tensor { dtype, shape } => tensor(
-                                dtype,
-                                shape.map(|s| Shape(std::iter::once(Dim::Unknown).chain(s.0).collect())),
-                            ),
+                            ValueType::Tensor { dtype, shape } => {
+                                tensor(dtype, shape.map(|s| Shape(std::iter::once(Dim::Unknown).chain(s.0).collect())))
+                            }
                             _ => ValueType::Unknown,
                         }
                     }
@@ -714,5 +713,66 @@ fn window_out(
             }
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod control_flow_tests {
+    use super::*;
+    use crate::ops::Scan;
+
+    /// Scan-11 with scan_output_axes [-1]: a body output of shape [3] over 4 iterations is
+    /// stacked into [3, 4] (the ONNX spec's scan_output_axes semantics).
+    #[test]
+    fn scan_output_axis_is_inserted() {
+        let mut body = Graph::default();
+        let s = body.add_value("s", ValueType::tensor(DType::F32, Shape::known(&[3])));
+        let a = body.add_value("a", ValueType::tensor(DType::F32, Shape::known(&[3])));
+        let o = body.add_value("o", ValueType::tensor(DType::F32, Shape::known(&[3])));
+        body.inputs = vec![s, a];
+        body.outputs = vec![s, o];
+        let node = Node {
+            name: String::new(),
+            op: Op::Scan(Scan {
+                body: Box::new(body),
+                num_scan_inputs: 1,
+                scan_input_axes: vec![-1],
+                scan_input_reverse: vec![false],
+                scan_output_axes: vec![-1],
+                scan_output_reverse: vec![false],
+            }),
+            inputs: vec![Some(0), Some(1)],
+            outputs: vec![Some(2), Some(3)],
+            doc_string: String::new(),
+        };
+        let inputs =
+            [ValueType::tensor(DType::F32, Shape::known(&[3])), ValueType::tensor(DType::F32, Shape::known(&[3, 4]))];
+        let out = infer_node(&node, &inputs, &[None, None]).unwrap();
+        assert_eq!(out[0], ValueType::tensor(DType::F32, Shape::known(&[3])));
+        assert_eq!(out[1], ValueType::tensor(DType::F32, Shape::known(&[3, 4])));
+    }
+
+    /// Loop scan outputs gain a leading axis of unknown length; carried values keep what the
+    /// initial value and the body output agree on.
+    #[test]
+    fn loop_outputs() {
+        let mut body = Graph::default();
+        let i = body.add_value("i", ValueType::tensor(DType::I64, Shape::scalar()));
+        let c = body.add_value("c", ValueType::tensor(DType::Bool, Shape::scalar()));
+        let v = body.add_value("v", ValueType::tensor(DType::F32, Shape(vec![Dim::Known(2), Dim::Unknown])));
+        let v1 = body.add_value("v1", ValueType::tensor(DType::F32, Shape::known(&[2, 5])));
+        body.inputs = vec![i, c, v];
+        body.outputs = vec![c, v1, v1];
+        let node = Node {
+            name: String::new(),
+            op: Op::Loop { body: Box::new(body) },
+            inputs: vec![None, None, Some(0)],
+            outputs: vec![Some(1), Some(2)],
+            doc_string: String::new(),
+        };
+        let inputs = [ValueType::Unknown, ValueType::Unknown, ValueType::tensor(DType::F32, Shape::known(&[2, 3]))];
+        let out = infer_node(&node, &inputs, &[None, None, None]).unwrap();
+        assert_eq!(out[0], ValueType::tensor(DType::F32, Shape(vec![Dim::Known(2), Dim::Unknown])));
+        assert_eq!(out[1], ValueType::tensor(DType::F32, Shape(vec![Dim::Unknown, Dim::Known(2), Dim::Known(5)])));
     }
 }

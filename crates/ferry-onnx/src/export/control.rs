@@ -45,10 +45,9 @@ fn check_control_flow_types(c: &LowerCtx, op_type: &str, skip_inputs: usize) -> 
                 ));
             }
             None => {
-                return Err(c.problem(
-                    format!("no ONNX {op_type} carries '{}' of type {ty}", c.graph.values[*v].name),
-                    None,
-                ));
+                return Err(
+                    c.problem(format!("no ONNX {op_type} carries '{}' of type {ty}", c.graph.values[*v].name), None)
+                );
             }
         }
     }
@@ -197,10 +196,18 @@ fn is_plain(c: &LowerCtx, i: usize) -> bool {
     matches!(c.input_type(i), Some(ValueType::Tensor { .. } | ValueType::Sequence(_)))
 }
 
-fn bool_constant(c: &mut LowerCtx, v: bool) {
-    let t = ferry_ir::Tensor::from_raw(DType::Bool, vec![], bytes::Bytes::from(vec![v as u8])).expect("bool scalar");
+/// A bool scalar constant as output 0 (Constant takes bool from opset 9; before, cast a float).
+fn bool_constant(c: &mut LowerCtx, v: bool) -> LowerResult {
     let out = c.output(0);
-    c.emit("Constant", vec![], vec![out], vec![super::ctx::attr_tensor("value", &t)]);
+    if c.opset >= 9 {
+        let t = ferry_ir::Tensor::from_raw(DType::Bool, vec![], bytes::Bytes::from(vec![v as u8])).expect("bool");
+        c.emit("Constant", vec![], vec![out], vec![super::ctx::attr_tensor("value", &t)]);
+    } else {
+        c.require_opset(6, "a bool constant")?;
+        let f = c.constant(&ferry_ir::Tensor::scalar_f32(v as u8 as f32), "value");
+        c.emit("Cast", vec![f], vec![out], vec![attr_i("to", DType::Bool.onnx_code() as i64)]);
+    }
+    Ok(())
 }
 
 /// OptionalHasElement-18 also takes tensors and sequences (always present) and no input at all
@@ -213,12 +220,10 @@ pub fn optional_has_element(c: &mut LowerCtx) -> LowerResult {
         return Ok(());
     }
     if !c.has_input(0) {
-        bool_constant(c, false);
-        return Ok(());
+        return bool_constant(c, false);
     }
     if is_plain(c, 0) {
-        bool_constant(c, true);
-        return Ok(());
+        return bool_constant(c, true);
     }
     Err(c.problem("optional values need opset 15", Some(15)))
 }
@@ -300,4 +305,21 @@ pub fn random(
     let (inputs, outputs) = (if shape.is_some() { vec![] } else { vec![c.input(0)] }, c.outputs());
     c.emit(&op_type, inputs, outputs, attrs);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_flow_type_opsets() {
+        let t = |d| ValueType::Tensor { dtype: Some(d), shape: None };
+        assert_eq!(control_flow_min_opset(&t(DType::F32), false), Some(1));
+        assert_eq!(control_flow_min_opset(&t(DType::BF16), false), Some(16));
+        assert_eq!(control_flow_min_opset(&ValueType::Sequence(Box::new(t(DType::F32))), false), Some(13));
+        assert_eq!(control_flow_min_opset(&ValueType::Sequence(Box::new(t(DType::F32))), true), None);
+        let opt_seq = ValueType::Optional(Box::new(ValueType::Sequence(Box::new(t(DType::I4)))));
+        assert_eq!(control_flow_min_opset(&opt_seq, false), Some(21));
+        assert_eq!(control_flow_min_opset(&t(DType::F6E2M3), false), None);
+    }
 }

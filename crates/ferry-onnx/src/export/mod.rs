@@ -1,8 +1,8 @@
 //! Core IR -> ONNX at a chosen opset. Each core op picks the form that opset has; ops whose
 //! source version is not expressible are collected, all of them, into one error.
 
-pub mod ctx;
 mod control;
+pub mod ctx;
 mod elementwise;
 mod lower;
 

@@ -41,8 +41,8 @@ fn all_io(c: &mut NodeCtx, op: Op) -> Result<Canon> {
 
 fn if_(c: &mut NodeCtx) -> Result<Canon> {
     c.required_input(0)?;
-    let then_branch = Box::new(c.take_graph("then_branch")?);
-    let else_branch = Box::new(c.take_graph("else_branch")?);
+    let then_branch = Box::new(take_body(c, "then_branch")?);
+    let else_branch = Box::new(take_body(c, "else_branch")?);
     if then_branch.outputs.len() != c.outputs.len() || else_branch.outputs.len() != c.outputs.len() {
         return Err(c.error(format!(
             "the branches have {} and {} outputs but the node has {}",
@@ -55,7 +55,7 @@ fn if_(c: &mut NodeCtx) -> Result<Canon> {
 }
 
 fn loop_(c: &mut NodeCtx) -> Result<Canon> {
-    let body = Box::new(c.take_graph("body")?);
+    let body = Box::new(take_body(c, "body")?);
     let carried = c.inputs.len().saturating_sub(2);
     if body.inputs.len() != carried + 2 || body.outputs.len() < carried + 1 {
         return Err(c.error(format!(
@@ -92,7 +92,7 @@ fn scan(c: &mut NodeCtx) -> Result<Canon> {
     let scan_input_reverse = ints(c, "scan_input_directions", m)?.iter().map(|d| *d != 0).collect();
     let scan_output_axes = ints(c, "scan_output_axes", k)?;
     let scan_output_reverse = ints(c, "scan_output_directions", k)?.iter().map(|d| *d != 0).collect();
-    let body = Box::new(c.take_graph("body")?);
+    let body = Box::new(take_body(c, "body")?);
     if body.inputs.len() != n + m || body.outputs.len() != n + k {
         return Err(c.error(format!(
             "the body has {} inputs and {} outputs; the node needs {} and {}",
@@ -111,6 +111,27 @@ fn scan(c: &mut NodeCtx) -> Result<Canon> {
         scan_output_reverse,
     });
     all_io(c, op)
+}
+
+/// Takes a body out of the node. Bodies are imported before the nodes around them, so the outer
+/// values they read had no types yet: give the captures the types known now and infer again.
+fn take_body(c: &mut NodeCtx, name: &str) -> Result<Graph> {
+    let mut body = c.take_graph(name)?;
+    let outer = c.graph.value_by_name();
+    let mut changed = false;
+    for cap in body.captures.clone() {
+        if let Some(v) = outer.get(body.values[cap].name.as_str()) {
+            let ty = &c.graph.values[*v].ty;
+            if body.values[cap].ty.is_unknown() && !ty.is_unknown() {
+                body.values[cap].ty = ty.clone();
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        ferry_ir::infer::infer_graph(&mut body);
+    }
+    Ok(body)
 }
 
 /// A name no value of the model uses yet (for values of bodies built here).
@@ -158,7 +179,7 @@ fn scan8(c: &mut NodeCtx) -> Result<Canon> {
     if directions.len() != m {
         return Err(c.error(format!("attribute 'directions' has {} entries, expected {m}", directions.len())));
     }
-    let body = c.take_graph("body")?;
+    let body = take_body(c, "body")?;
     if body.inputs.len() != n + m || body.outputs.len() != n + k {
         return Err(c.error(format!(
             "the body has {} inputs and {} outputs; the node needs {} and {}",
@@ -255,7 +276,7 @@ fn sequence_map(c: &mut NodeCtx) -> Result<Canon> {
             None => return Ok(Canon::KeepOpaque(format!("the element type of body output {k} is not known"))),
         }
     }
-    let mut body = c.take_graph("body")?;
+    let mut body = take_body(c, "body")?;
     let bool_scalar = ValueType::tensor(DType::Bool, Shape::scalar());
     let seq_of = |d: DType| ValueType::Sequence(Box::new(ValueType::Tensor { dtype: Some(d), shape: None }));
 

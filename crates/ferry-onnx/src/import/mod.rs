@@ -2,8 +2,8 @@
 //! canonicalized into core ops; ops without a canonical form yet are carried as opaque nodes (and
 //! reported by `check`). Model-local functions are inlined.
 
-pub mod ctx;
 mod control;
+pub mod ctx;
 mod elementwise;
 
 use crate::error::{OnnxError, Result};
