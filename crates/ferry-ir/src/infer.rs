@@ -498,10 +498,91 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
         }
         Op::Rnn(r) => Ok(rnn_shapes(r, shape(0), n_out).into_iter().map(|s| tensor(dtype(0), s)).collect()),
         // Control flow: output types come from the bodies; the runtime checks them per call.
-        Op::If { then_branch, .. } => {
-            Ok(then_branch.outputs.iter().map(|o| then_branch.values[*o].ty.clone()).collect())
+        Op::If { then_branch, else_branch } => Ok(then_branch
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(k, o)| {
+                let t = &then_branch.values[*o].ty;
+                match else_branch.outputs.get(k) {
+                    Some(e) => join(t, &else_branch.values[*e].ty),
+                    None => t.clone(),
+                }
+            })
+            .collect()),
+        Op::Loop { body } => {
+            // Inputs: M, cond, carried...; body outputs: cond, carried..., scan outputs...
+            let carried = inputs.len().saturating_sub(2);
+            let body_out = |k: usize| body.outputs.get(k).map_or(ValueType::Unknown, |o| body.values[*o].ty.clone());
+            Ok((0..n_out)
+                .map(|k| {
+                    if k < carried {
+                        join(&input(k + 2), &body_out(k + 1))
+                    } else {
+                        match body_out(k + 1) {
+                            ValueType::Tensor { dtype, shape } => {
+                                tensor(dtype, shape.map(|s| Shape(std::iter::once(Dim::Unknown).chain(s.0).collect())))
+                            }
+                            _ => ValueType::Unknown,
+                        }
+                    }
+                })
+                .collect())
         }
-        Op::Loop { .. } | Op::Scan(_) | Op::Opaque(_) => unknown(),
+        Op::Scan(sc) => {
+            let m = sc.num_scan_inputs as usize;
+            let n = inputs.len().saturating_sub(m);
+            let body_out =
+                |k: usize| sc.body.outputs.get(k).map_or(ValueType::Unknown, |o| sc.body.values[*o].ty.clone());
+            // The number of iterations: the first scan input's length along its scan axis.
+            let len = shape(n)
+                .and_then(|s| {
+                    let a = normalize_axis(*sc.scan_input_axes.first().unwrap_or(&0), s.rank()).ok()?;
+                    Some(s.0[a].clone())
+                })
+                .unwrap_or(Dim::Unknown);
+            Ok((0..n_out)
+                .map(|k| {
+                    if k < n {
+                        return join(&input(k), &body_out(k));
+                    }
+                    match body_out(k) {
+                        ValueType::Tensor { dtype, shape } => {
+                            let axis = *sc.scan_output_axes.get(k - n).unwrap_or(&0);
+                            let shape = shape.and_then(|s| {
+                                let a = normalize_axis(axis, s.rank() + 1).ok()?;
+                                let mut d = s.0;
+                                d.insert(a, len.clone());
+                                Some(Shape(d))
+                            });
+                            tensor(dtype, shape)
+                        }
+                        _ => ValueType::Unknown,
+                    }
+                })
+                .collect())
+        }
+        Op::Opaque(_) => unknown(),
+    }
+}
+
+/// What two types that may flow into the same place (If branches, a loop-carried value before and
+/// after an iteration) have in common.
+fn join(a: &ValueType, b: &ValueType) -> ValueType {
+    match (a, b) {
+        (ValueType::Unknown, x) | (x, ValueType::Unknown) => x.clone(),
+        (ValueType::Tensor { dtype: ad, shape: ash }, ValueType::Tensor { dtype: bd, shape: bsh }) => {
+            let shape = match (ash, bsh) {
+                (Some(x), Some(y)) if x.rank() == y.rank() => Some(Shape(
+                    x.0.iter().zip(&y.0).map(|(p, q)| if p == q { p.clone() } else { Dim::Unknown }).collect(),
+                )),
+                _ => None,
+            };
+            ValueType::Tensor { dtype: ad.or(*bd), shape }
+        }
+        (ValueType::Sequence(x), ValueType::Sequence(y)) => ValueType::Sequence(Box::new(join(x, y))),
+        (ValueType::Optional(x), ValueType::Optional(y)) => ValueType::Optional(Box::new(join(x, y))),
+        (x, _) => x.clone(),
     }
 }
 
@@ -731,4 +812,65 @@ fn rnn_shapes(r: &Rnn, x: Option<Shape>, n_out: usize) -> Vec<Option<Shape>> {
     };
     let state = if r.batch_first { Shape(vec![batch, dirs, hidden]) } else { Shape(vec![dirs, batch, hidden]) };
     (0..n_out).map(|k| Some(if k == 0 { y.clone() } else { state.clone() })).collect()
+}
+
+#[cfg(test)]
+mod control_flow_tests {
+    use super::*;
+    use crate::ops::Scan;
+
+    /// Scan-11 with scan_output_axes [-1]: a body output of shape [3] over 4 iterations is
+    /// stacked into [3, 4] (the ONNX spec's scan_output_axes semantics).
+    #[test]
+    fn scan_output_axis_is_inserted() {
+        let mut body = Graph::default();
+        let s = body.add_value("s", ValueType::tensor(DType::F32, Shape::known(&[3])));
+        let a = body.add_value("a", ValueType::tensor(DType::F32, Shape::known(&[3])));
+        let o = body.add_value("o", ValueType::tensor(DType::F32, Shape::known(&[3])));
+        body.inputs = vec![s, a];
+        body.outputs = vec![s, o];
+        let node = Node {
+            name: String::new(),
+            op: Op::Scan(Scan {
+                body: Box::new(body),
+                num_scan_inputs: 1,
+                scan_input_axes: vec![-1],
+                scan_input_reverse: vec![false],
+                scan_output_axes: vec![-1],
+                scan_output_reverse: vec![false],
+            }),
+            inputs: vec![Some(0), Some(1)],
+            outputs: vec![Some(2), Some(3)],
+            doc_string: String::new(),
+        };
+        let inputs =
+            [ValueType::tensor(DType::F32, Shape::known(&[3])), ValueType::tensor(DType::F32, Shape::known(&[3, 4]))];
+        let out = infer_node(&node, &inputs, &[None, None]).unwrap();
+        assert_eq!(out[0], ValueType::tensor(DType::F32, Shape::known(&[3])));
+        assert_eq!(out[1], ValueType::tensor(DType::F32, Shape::known(&[3, 4])));
+    }
+
+    /// Loop scan outputs gain a leading axis of unknown length; carried values keep what the
+    /// initial value and the body output agree on.
+    #[test]
+    fn loop_outputs() {
+        let mut body = Graph::default();
+        let i = body.add_value("i", ValueType::tensor(DType::I64, Shape::scalar()));
+        let c = body.add_value("c", ValueType::tensor(DType::Bool, Shape::scalar()));
+        let v = body.add_value("v", ValueType::tensor(DType::F32, Shape(vec![Dim::Known(2), Dim::Unknown])));
+        let v1 = body.add_value("v1", ValueType::tensor(DType::F32, Shape::known(&[2, 5])));
+        body.inputs = vec![i, c, v];
+        body.outputs = vec![c, v1, v1];
+        let node = Node {
+            name: String::new(),
+            op: Op::Loop { body: Box::new(body) },
+            inputs: vec![None, None, Some(0)],
+            outputs: vec![Some(1), Some(2)],
+            doc_string: String::new(),
+        };
+        let inputs = [ValueType::Unknown, ValueType::Unknown, ValueType::tensor(DType::F32, Shape::known(&[2, 3]))];
+        let out = infer_node(&node, &inputs, &[None, None, None]).unwrap();
+        assert_eq!(out[0], ValueType::tensor(DType::F32, Shape(vec![Dim::Known(2), Dim::Unknown])));
+        assert_eq!(out[1], ValueType::tensor(DType::F32, Shape(vec![Dim::Unknown, Dim::Known(2), Dim::Known(5)])));
+    }
 }

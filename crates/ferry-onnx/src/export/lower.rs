@@ -2,9 +2,7 @@
 //! core op does not compile until it has one (or an explicit refusal).
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
-use super::elementwise;
-use super::nn;
-use super::reduce;
+use super::{control, elementwise, nn, reduce};
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -55,8 +53,6 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::ConstantOfShape(_)
         | Op::Range
         | Op::EyeLike { .. }
-        | Op::RandomNormal { .. }
-        | Op::RandomUniform { .. }
         | Op::Shape { .. }
         | Op::Size
         | Op::Reshape { .. }
@@ -81,21 +77,27 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         | Op::SpaceToDepth { .. }
         | Op::Compress { .. }
         | Op::NonZero
-        | Op::ReverseSequence { .. }
-        | Op::If { .. }
-        | Op::Loop { .. }
-        | Op::Scan(_)
-        | Op::SequenceConstruct
-        | Op::SequenceEmpty { .. }
-        | Op::SequenceAt
-        | Op::SequenceInsert
-        | Op::SequenceErase
-        | Op::SequenceLength
-        | Op::SplitToSequence { .. }
-        | Op::ConcatFromSequence { .. }
-        | Op::OptionalConstruct { .. }
-        | Op::OptionalHasElement
-        | Op::OptionalGetElement => Err(c.problem("ferry has no ONNX lowering for this core op yet", None)),
+        | Op::ReverseSequence { .. } => Err(c.problem("ferry has no ONNX lowering for this core op yet", None)),
+        Op::RandomNormal { shape, dtype, mean, scale, seed } => {
+            control::random(c, true, shape, *dtype, (*mean, *scale), *seed)
+        }
+        Op::RandomUniform { shape, dtype, low, high, seed } => {
+            control::random(c, false, shape, *dtype, (*low, *high), *seed)
+        }
+        Op::If { then_branch, else_branch } => control::if_(c, then_branch, else_branch),
+        Op::Loop { body } => control::loop_(c, body),
+        Op::Scan(s) => control::scan(c, s),
+        Op::SequenceConstruct => control::sequence_op(c, "SequenceConstruct", vec![]),
+        Op::SequenceEmpty { dtype } => control::sequence_empty(c, *dtype),
+        Op::SequenceAt => control::sequence_op(c, "SequenceAt", vec![]),
+        Op::SequenceInsert => control::sequence_op(c, "SequenceInsert", vec![]),
+        Op::SequenceErase => control::sequence_op(c, "SequenceErase", vec![]),
+        Op::SequenceLength => control::sequence_op(c, "SequenceLength", vec![]),
+        Op::SplitToSequence { axis, keepdims } => control::split_to_sequence(c, *axis, *keepdims),
+        Op::ConcatFromSequence { axis, new_axis } => control::concat_from_sequence(c, *axis, *new_axis),
+        Op::OptionalConstruct { ty } => control::optional_construct(c, ty),
+        Op::OptionalHasElement => control::optional_has_element(c),
+        Op::OptionalGetElement => control::optional_get_element(c),
         Op::Opaque(o) => opaque(c, o),
     }
 }
