@@ -4,6 +4,7 @@
 pub mod ctx;
 mod elementwise;
 mod lower;
+mod shape;
 
 use crate::error::{ExportProblem, OnnxError, Result};
 use crate::proto;

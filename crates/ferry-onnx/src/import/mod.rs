@@ -4,6 +4,7 @@
 
 pub mod ctx;
 mod elementwise;
+mod shape;
 
 use crate::error::{OnnxError, Result};
 use crate::external::ExternalData;
@@ -23,7 +24,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, shape::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
@@ -547,7 +548,7 @@ fn topo_sort(nodes: Vec<FlatNode>, known: &HashMap<String, ValueId>, outer: &Has
 /// Largest dense tensor a sparse initializer may expand to.
 const MAX_DENSIFIED_BYTES: u64 = 1 << 30;
 
-fn densify(s: &SparseTensor) -> std::result::Result<Tensor, String> {
+pub(crate) fn densify(s: &SparseTensor) -> std::result::Result<Tensor, String> {
     let dtype = s.values.dtype;
     let numel = ferry_ir::tensor::checked_numel(&s.dims).map_err(|e| e.to_string())?;
     let bits = dtype.bits().ok_or("string sparse tensors are not supported")?;

@@ -1,0 +1,418 @@
+//! Layout, indexing and source core ops -> ONNX. Parameter inputs (axes, pads, shapes, split
+//! sizes) are folded into attributes for opsets whose op version takes them that way; where the
+//! input is not constant the lowering names the first opset that can take it as an input.
+
+use super::ctx::{LowerCtx, LowerResult, attr_f, attr_i, attr_ints, attr_s, attr_tensor};
+use crate::proto;
+use ferry_ir::ops::{PadMode, ScatterReduction};
+use ferry_ir::{DType, Tensor};
+
+fn const_ints(c: &LowerCtx, i: usize) -> Option<Vec<i64>> {
+    c.const_input(i).and_then(|t| t.to_i64_vec().ok())
+}
+
+fn rank(c: &LowerCtx, i: usize) -> Option<usize> {
+    c.input_type(i).and_then(|t| t.shape()).map(|s| s.rank())
+}
+
+/// A constant parameter input for an opset that takes it as an attribute.
+fn folded(c: &LowerCtx, i: usize, what: &str, input_from: u32) -> Result<Vec<i64>, crate::error::ExportProblem> {
+    const_ints(c, i).ok_or_else(|| {
+        c.problem(
+            format!("{what} is not a constant; it can be an input only from opset {input_from}"),
+            Some(input_from),
+        )
+    })
+}
+
+/// Before opset 11 most axis attributes had to be non-negative: resolve negative ones against
+/// `rank` (the rank the axis counts in).
+fn axis_for_opset(c: &LowerCtx, axis: i64, rank: Option<usize>) -> Result<i64, crate::error::ExportProblem> {
+    if axis >= 0 || c.opset >= 11 {
+        return Ok(axis);
+    }
+    match rank {
+        Some(r) if axis + r as i64 >= 0 => Ok(axis + r as i64),
+        _ => Err(c.problem(format!("negative axis {axis} with unknown rank needs opset 11"), Some(11))),
+    }
+}
+
+fn axes_for_opset(c: &LowerCtx, axes: &[i64], rank: Option<usize>) -> Result<Vec<i64>, crate::error::ExportProblem> {
+    axes.iter().map(|a| axis_for_opset(c, *a, rank)).collect()
+}
+
+fn emit_simple(c: &mut LowerCtx, op_type: &str, attrs: Vec<proto::AttributeProto>) -> LowerResult {
+    c.require_op(op_type)?;
+    let (inputs, outputs) = (c.inputs(), c.outputs());
+    c.emit(op_type, inputs, outputs, attrs);
+    Ok(())
+}
+
+pub fn constant_of_shape(c: &mut LowerCtx, value: &Tensor) -> LowerResult {
+    emit_simple(c, "ConstantOfShape", vec![attr_tensor("value", value)])
+}
+
+pub fn range(c: &mut LowerCtx) -> LowerResult {
+    emit_simple(c, "Range", vec![])
+}
+
+pub fn eye_like(c: &mut LowerCtx, dtype: Option<DType>, k: i64) -> LowerResult {
+    let mut attrs = vec![];
+    if let Some(d) = dtype {
+        attrs.push(attr_i("dtype", d.onnx_code() as i64));
+    }
+    if k != 0 {
+        attrs.push(attr_i("k", k));
+    }
+    emit_simple(c, "EyeLike", attrs)
+}
+
+pub fn shape(c: &mut LowerCtx, start: i64, end: Option<i64>) -> LowerResult {
+    if start == 0 && end.is_none() {
+        return emit_simple(c, "Shape", vec![]);
+    }
+    if c.opset >= 15 {
+        let mut attrs = vec![];
+        if start != 0 {
+            attrs.push(attr_i("start", start));
+        }
+        if let Some(e) = end {
+            attrs.push(attr_i("end", e));
+        }
+        return emit_simple(c, "Shape", attrs);
+    }
+    // Older opsets: the whole shape, then a slice of it (Slice clamps like Shape does).
+    let (x, o) = (c.input(0), c.output(0));
+    let full = c.emit_temp("Shape", vec![x], vec![], "shape");
+    let end = end.unwrap_or(i64::MAX);
+    slice_with(c, full, o, &[start], &[end], Some(&[0]))
+}
+
+/// A Slice of `x` into `o` with constant parameters, in whatever form the opset has.
+fn slice_with(c: &mut LowerCtx, x: String, o: String, starts: &[i64], ends: &[i64], axes: Option<&[i64]>) -> LowerResult {
+    if c.opset >= 10 {
+        let s = c.const_i64s(starts, "starts");
+        let e = c.const_i64s(ends, "ends");
+        let mut inputs = vec![x, s, e];
+        if let Some(a) = axes {
+            inputs.push(c.const_i64s(a, "axes"));
+        }
+        c.emit("Slice", inputs, vec![o], vec![]);
+    } else {
+        let mut attrs = vec![attr_ints("starts", starts), attr_ints("ends", ends)];
+        if let Some(a) = axes {
+            attrs.push(attr_ints("axes", a));
+        }
+        c.emit("Slice", vec![x], vec![o], attrs);
+    }
+    Ok(())
+}
+
+pub fn size(c: &mut LowerCtx) -> LowerResult {
+    emit_simple(c, "Size", vec![])
+}
+
+pub fn reshape(c: &mut LowerCtx, allowzero: bool) -> LowerResult {
+    let target = const_ints(c, 1);
+    // allowzero only matters where the target shape has a zero (or may have one).
+    let needs_allowzero = allowzero && target.as_ref().is_none_or(|t| t.contains(&0));
+    if needs_allowzero {
+        c.require_opset(14, "Reshape with allowzero=1")?;
+    }
+    let attrs = if needs_allowzero { vec![attr_i("allowzero", 1)] } else { vec![] };
+    if c.opset < 5 {
+        let t = folded(c, 1, "the target shape", 5)?;
+        let (x, o) = (c.input(0), c.output(0));
+        c.emit("Reshape", vec![x], vec![o], vec![attr_ints("shape", &t)]);
+        return Ok(());
+    }
+    emit_simple(c, "Reshape", attrs)
+}
+
+pub fn transpose(c: &mut LowerCtx, perm: Option<&[usize]>) -> LowerResult {
+    let attrs = match perm {
+        Some(p) => vec![attr_ints("perm", &p.iter().map(|x| *x as i64).collect::<Vec<_>>())],
+        None => vec![],
+    };
+    emit_simple(c, "Transpose", attrs)
+}
+
+pub fn expand(c: &mut LowerCtx) -> LowerResult {
+    emit_simple(c, "Expand", vec![])
+}
+
+/// Squeeze/Unsqueeze: axes an input from opset 13, an attribute before.
+pub fn squeeze(c: &mut LowerCtx, op_type: &str) -> LowerResult {
+    if c.opset >= 13 {
+        return emit_simple(c, op_type, vec![]);
+    }
+    let (x, o) = (c.input(0), c.output(0));
+    let mut attrs = vec![];
+    if c.has_input(1) {
+        let axes = folded(c, 1, "axes", 13)?;
+        let r = if op_type == "Unsqueeze" { rank(c, 0).map(|r| r + axes.len()) } else { rank(c, 0) };
+        let axes = axes_for_opset(c, &axes, r)?;
+        attrs.push(attr_ints("axes", &axes));
+    }
+    c.emit(op_type, vec![x], vec![o], attrs);
+    Ok(())
+}
+
+pub fn flatten(c: &mut LowerCtx, axis: i64) -> LowerResult {
+    let axis = if axis < 0 && c.opset < 11 {
+        match rank(c, 0) {
+            Some(r) if axis + r as i64 >= 0 => axis + r as i64,
+            _ => return Err(c.problem("negative axis with unknown rank needs opset 11", Some(11))),
+        }
+    } else {
+        axis
+    };
+    emit_simple(c, "Flatten", vec![attr_i("axis", axis)])
+}
+
+pub fn concat(c: &mut LowerCtx, axis: i64) -> LowerResult {
+    let axis = axis_for_opset(c, axis, rank(c, 0))?;
+    emit_simple(c, "Concat", vec![attr_i("axis", axis)])
+}
+
+pub fn split(c: &mut LowerCtx, axis: i64, num_outputs: Option<u64>) -> LowerResult {
+    c.require_op("Split")?;
+    let axis_attr = axis_for_opset(c, axis, rank(c, 0))?;
+    let x = c.input(0);
+    let outputs = c.outputs();
+    let n = outputs.len() as u64;
+    let mut attrs = vec![attr_i("axis", axis_attr)];
+    if c.has_input(1) {
+        // Explicit sizes.
+        if c.opset >= 13 {
+            let s = c.input(1);
+            c.emit("Split", vec![x, s], outputs, attrs);
+        } else {
+            let sizes = folded(c, 1, "the split sizes", 13)?;
+            attrs.push(attr_ints("split", &sizes));
+            c.emit("Split", vec![x], outputs, attrs);
+        }
+        return Ok(());
+    }
+    let n_parts = num_outputs.unwrap_or(n);
+    if c.opset >= 18 {
+        attrs.push(attr_i("num_outputs", n_parts as i64));
+        c.emit("Split", vec![x], outputs, attrs);
+        return Ok(());
+    }
+    // Before opset 18, equal parts had to divide the axis evenly; otherwise give the sizes.
+    let dim = c
+        .input_type(0)
+        .and_then(|t| t.shape())
+        .and_then(|s| ferry_ir::shape::normalize_axis(axis, s.rank()).ok().and_then(|a| s.0[a].known()));
+    match dim {
+        Some(d) if d % n_parts == 0 => {}
+        Some(d) if num_outputs.is_some() => {
+            let chunk = d.div_ceil(n_parts);
+            let sizes: Vec<i64> =
+                (0..n_parts).map(|k| if k + 1 == n_parts { (d - chunk * (n_parts - 1)) as i64 } else { chunk as i64 }).collect();
+            if c.opset >= 13 {
+                let s = c.const_i64s(&sizes, "split");
+                c.emit("Split", vec![x, s], outputs, attrs);
+            } else {
+                attrs.push(attr_ints("split", &sizes));
+                c.emit("Split", vec![x], outputs, attrs);
+            }
+            return Ok(());
+        }
+        Some(_) => return Err(c.problem("equal split of an axis the parts do not divide", None)),
+        None if num_outputs.is_some() => {
+            return Err(c.problem("num_outputs over an axis of unknown size needs opset 18", Some(18)));
+        }
+        None => {}
+    }
+    c.emit("Split", vec![x], outputs, attrs);
+    Ok(())
+}
+
+pub fn slice(c: &mut LowerCtx) -> LowerResult {
+    if c.opset >= 10 {
+        let r = rank(c, 0);
+        let mut inputs = c.inputs();
+        if c.opset < 11 {
+            // Slice-10 took only non-negative axes and positive steps.
+            if let Some(steps) = const_ints(c, 4) {
+                if steps.iter().any(|s| *s < 0) {
+                    return Err(c.problem("negative slice steps need opset 11", Some(11)));
+                }
+            } else if c.has_input(4) {
+                return Err(c.problem("non-constant slice steps need opset 11", Some(11)));
+            }
+            if c.has_input(3) {
+                let axes = folded(c, 3, "axes", 11)?;
+                if axes.iter().any(|a| *a < 0) {
+                    let axes = axes_for_opset(c, &axes, r)?;
+                    inputs[3] = c.const_i64s(&axes, "axes");
+                }
+            }
+        }
+        let o = c.output(0);
+        c.emit("Slice", inputs, vec![o], vec![]);
+        return Ok(());
+    }
+    let starts = folded(c, 1, "starts", 10)?;
+    let ends = folded(c, 2, "ends", 10)?;
+    let axes = if c.has_input(3) { Some(folded(c, 3, "axes", 10)?) } else { None };
+    if c.has_input(4) {
+        let steps = folded(c, 4, "steps", 10)?;
+        if steps.iter().any(|s| *s != 1) {
+            return Err(c.problem("slice steps other than 1 need opset 10", Some(10)));
+        }
+    }
+    let axes = axes.map(|a| axes_for_opset(c, &a, rank(c, 0))).transpose()?;
+    let (x, o) = (c.input(0), c.output(0));
+    slice_with(c, x, o, &starts, &ends, axes.as_deref())
+}
+
+pub fn pad(c: &mut LowerCtx, mode: PadMode) -> LowerResult {
+    let mode_name = match mode {
+        PadMode::Constant => "constant",
+        PadMode::Reflect => "reflect",
+        PadMode::Edge => "edge",
+        PadMode::Wrap => "wrap",
+    };
+    if mode == PadMode::Wrap {
+        c.require_opset(19, "Pad with mode 'wrap'")?;
+    }
+    let mode_attr = attr_s("mode", mode_name);
+    if c.opset >= 18 || (c.opset >= 11 && !c.has_input(3)) {
+        return emit_simple(c, "Pad", vec![mode_attr]);
+    }
+    // Expand the pads to every axis when axes are given.
+    let full_pads = |c: &LowerCtx, pads: Vec<i64>| -> Result<Vec<i64>, crate::error::ExportProblem> {
+        if !c.has_input(3) {
+            return Ok(pads);
+        }
+        let axes = folded(c, 3, "pad axes", 18)?;
+        let r = rank(c, 0).ok_or_else(|| c.problem("pad axes with unknown rank need opset 18", Some(18)))?;
+        let mut full = vec![0; 2 * r];
+        for (k, a) in axes.iter().enumerate() {
+            let a = ferry_ir::shape::normalize_axis(*a, r).map_err(|e| c.problem(e, None))?;
+            full[a] = pads[k];
+            full[a + r] = pads[k + axes.len()];
+        }
+        Ok(full)
+    };
+    if c.opset >= 11 {
+        let pads = full_pads(c, folded(c, 1, "pads", 18)?)?;
+        let (x, o, v) = (c.input(0), c.output(0), c.input(2));
+        let p = c.const_i64s(&pads, "pads");
+        c.emit("Pad", vec![x, p, v], vec![o], vec![mode_attr]);
+        return Ok(());
+    }
+    let pads = full_pads(c, folded(c, 1, "pads", 11)?)?;
+    let mut attrs = vec![mode_attr, attr_ints(if c.opset < 2 { "paddings" } else { "pads" }, &pads)];
+    if c.has_input(2) {
+        let v = c
+            .const_input(2)
+            .and_then(|t| t.to_f64_vec().ok())
+            .ok_or_else(|| c.problem("a non-constant pad value needs opset 11", Some(11)))?;
+        let v = *v.first().ok_or_else(|| c.problem("empty pad value", None))?;
+        if v as f32 as f64 != v {
+            return Err(c.problem("a pad value that a float attribute cannot hold needs opset 11", Some(11)));
+        }
+        if v != 0.0 {
+            attrs.push(attr_f("value", v as f32));
+        }
+    }
+    let (x, o) = (c.input(0), c.output(0));
+    c.emit("Pad", vec![x], vec![o], attrs);
+    Ok(())
+}
+
+pub fn tile(c: &mut LowerCtx) -> LowerResult {
+    if c.opset < 6 {
+        return Err(c.problem("Tile with per-axis repeats needs opset 6", Some(6)));
+    }
+    emit_simple(c, "Tile", vec![])
+}
+
+pub fn gather(c: &mut LowerCtx, op_type: &str, axis: i64) -> LowerResult {
+    emit_simple(c, op_type, vec![attr_i("axis", axis)])
+}
+
+pub fn gather_nd(c: &mut LowerCtx, batch_dims: u64) -> LowerResult {
+    if batch_dims != 0 {
+        c.require_opset(12, "GatherND with batch_dims")?;
+        return emit_simple(c, "GatherND", vec![attr_i("batch_dims", batch_dims as i64)]);
+    }
+    emit_simple(c, "GatherND", vec![])
+}
+
+fn reduction_attr(c: &LowerCtx, r: ScatterReduction) -> Result<Vec<proto::AttributeProto>, crate::error::ExportProblem> {
+    let (name, min) = match r {
+        ScatterReduction::None => return Ok(vec![]),
+        ScatterReduction::Add => ("add", 16),
+        ScatterReduction::Mul => ("mul", 16),
+        ScatterReduction::Max => ("max", 18),
+        ScatterReduction::Min => ("min", 18),
+    };
+    c.require_opset(min, &format!("scatter reduction '{name}'"))?;
+    Ok(vec![attr_s("reduction", name)])
+}
+
+pub fn scatter_elements(c: &mut LowerCtx, axis: i64, reduction: ScatterReduction) -> LowerResult {
+    let mut attrs = reduction_attr(c, reduction)?;
+    attrs.push(attr_i("axis", axis));
+    if c.opset < 11 {
+        // Scatter-9 has the same semantics.
+        return emit_simple(c, "Scatter", attrs);
+    }
+    emit_simple(c, "ScatterElements", attrs)
+}
+
+pub fn scatter_nd(c: &mut LowerCtx, reduction: ScatterReduction) -> LowerResult {
+    let attrs = reduction_attr(c, reduction)?;
+    emit_simple(c, "ScatterND", attrs)
+}
+
+pub fn one_hot(c: &mut LowerCtx, axis: i64) -> LowerResult {
+    emit_simple(c, "OneHot", vec![attr_i("axis", axis)])
+}
+
+pub fn trilu(c: &mut LowerCtx, upper: bool) -> LowerResult {
+    emit_simple(c, "Trilu", vec![attr_i("upper", upper as i64)])
+}
+
+pub fn depth_to_space(c: &mut LowerCtx, blocksize: u64, crd: bool) -> LowerResult {
+    let mut attrs = vec![attr_i("blocksize", blocksize as i64)];
+    if crd {
+        c.require_opset(11, "DepthToSpace with mode CRD")?;
+        attrs.push(attr_s("mode", "CRD"));
+    }
+    emit_simple(c, "DepthToSpace", attrs)
+}
+
+pub fn space_to_depth(c: &mut LowerCtx, blocksize: u64, crd: bool) -> LowerResult {
+    let mut attrs = vec![attr_i("blocksize", blocksize as i64)];
+    if crd {
+        c.require_opset(28, "SpaceToDepth with mode CRD")?;
+        attrs.push(attr_s("mode", "CRD"));
+    }
+    emit_simple(c, "SpaceToDepth", attrs)
+}
+
+pub fn compress(c: &mut LowerCtx, axis: Option<i64>) -> LowerResult {
+    let attrs = match axis {
+        Some(a) => vec![attr_i("axis", axis_for_opset(c, a, rank(c, 0))?)],
+        None => vec![],
+    };
+    emit_simple(c, "Compress", attrs)
+}
+
+pub fn non_zero(c: &mut LowerCtx) -> LowerResult {
+    emit_simple(c, "NonZero", vec![])
+}
+
+pub fn reverse_sequence(c: &mut LowerCtx, batch_axis: u64, time_axis: u64) -> LowerResult {
+    emit_simple(
+        c,
+        "ReverseSequence",
+        vec![attr_i("batch_axis", batch_axis as i64), attr_i("time_axis", time_axis as i64)],
+    )
+}
