@@ -41,8 +41,64 @@ fn axes_for_opset(c: &LowerCtx, axes: &[i64], rank: Option<usize>) -> Result<Vec
     axes.iter().map(|a| axis_for_opset(c, *a, rank)).collect()
 }
 
+/// The first opset at which `op_type`'s main tensor type admits `d` (`None`: none does), for the
+/// element types whose support was added after the op itself.
+fn dtype_min_opset(op_type: &str, d: DType) -> Option<u32> {
+    use DType::*;
+    let f8 = matches!(d, F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ);
+    let exotic = f8 || matches!(d, U4 | I4 | F4E2M1 | F8E8M0 | U2 | I2 | F6E2M3 | F6E3M2);
+    let non_numeric = matches!(d, String | Bool | C64 | C128);
+    match op_type {
+        "Shape" | "Size" | "Reshape" | "Transpose" | "Squeeze" | "Unsqueeze" | "Flatten" | "Pad" => Some(match d {
+            BF16 => 13,
+            _ if f8 => {
+                if matches!(op_type, "Shape" | "Size" | "Reshape") {
+                    19
+                } else {
+                    21
+                }
+            }
+            U4 | I4 => 21,
+            F4E2M1 => 23,
+            F8E8M0 => 24,
+            U2 | I2 => 25,
+            F6E2M3 | F6E3M2 => return None,
+            _ if non_numeric => match op_type {
+                "Reshape" => 5,
+                "Flatten" => 9,
+                "Pad" => 13,
+                _ => 1,
+            },
+            _ => 1,
+        }),
+        _ if exotic => None,
+        "OneHot" | "Compress" | "ReverseSequence" if d == BF16 => Some(28),
+        "Range" if matches!(d, F16 | BF16) => Some(27),
+        "EyeLike" if d == BF16 => Some(22),
+        "EyeLike" if matches!(d, String | C64 | C128) => None,
+        "Scatter" if d == BF16 => None,
+        "Concat" if non_numeric => Some(4),
+        "Split" if non_numeric => Some(2),
+        "Tile" if non_numeric => Some(6),
+        "OneHot" | "Compress" | "ReverseSequence" | "Range" | "EyeLike" | "Trilu" | "ConstantOfShape" => Some(1),
+        _ if d == BF16 => Some(13),
+        _ => Some(1),
+    }
+}
+
+/// Fails unless the target opset's `op_type` admits the element type of input `i`.
+fn require_dtype(c: &LowerCtx, op_type: &str, i: usize) -> LowerResult {
+    let Some(d) = c.input_type(i).and_then(|t| t.dtype()) else { return Ok(()) };
+    match dtype_min_opset(op_type, d) {
+        Some(min) if c.opset >= min => Ok(()),
+        Some(min) => Err(c.problem(format!("{op_type} of {d} needs opset {min}"), Some(min))),
+        None => Err(c.problem(format!("ONNX {op_type} has no {d} form"), None)),
+    }
+}
+
 fn emit_simple(c: &mut LowerCtx, op_type: &str, attrs: Vec<proto::AttributeProto>) -> LowerResult {
     c.require_op(op_type)?;
+    require_dtype(c, op_type, if op_type == "OneHot" { 2 } else { 0 })?;
     let (inputs, outputs) = (c.inputs(), c.outputs());
     c.emit(op_type, inputs, outputs, attrs);
     Ok(())
@@ -89,7 +145,14 @@ pub fn shape(c: &mut LowerCtx, start: i64, end: Option<i64>) -> LowerResult {
 }
 
 /// A Slice of `x` into `o` with constant parameters, in whatever form the opset has.
-fn slice_with(c: &mut LowerCtx, x: String, o: String, starts: &[i64], ends: &[i64], axes: Option<&[i64]>) -> LowerResult {
+fn slice_with(
+    c: &mut LowerCtx,
+    x: String,
+    o: String,
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+) -> LowerResult {
     if c.opset >= 10 {
         let s = c.const_i64s(starts, "starts");
         let e = c.const_i64s(ends, "ends");
@@ -115,7 +178,11 @@ pub fn size(c: &mut LowerCtx) -> LowerResult {
 pub fn reshape(c: &mut LowerCtx, allowzero: bool) -> LowerResult {
     let target = const_ints(c, 1);
     // allowzero only matters where the target shape has a zero (or may have one).
-    let needs_allowzero = allowzero && target.as_ref().is_none_or(|t| t.contains(&0));
+    // With a zero in the target, allowzero=1 gives an empty result, so a non-empty input rules
+    // that out too.
+    let needs_allowzero = allowzero
+        && target.as_ref().is_none_or(|t| t.contains(&0))
+        && !c.node.inputs[0].is_some_and(|v| known_nonempty(c.graph, v, 0));
     if needs_allowzero {
         c.require_opset(14, "Reshape with allowzero=1")?;
     }
@@ -127,6 +194,29 @@ pub fn reshape(c: &mut LowerCtx, allowzero: bool) -> LowerResult {
         return Ok(());
     }
     emit_simple(c, "Reshape", attrs)
+}
+
+/// Whether `v` certainly has at least one element: a fully known non-zero shape, or the result
+/// of ops that keep the element count.
+fn known_nonempty(g: &ferry_ir::Graph, v: ferry_ir::ValueId, depth: usize) -> bool {
+    if g.values[v].ty.shape().and_then(|s| s.to_known()).is_some_and(|d| d.iter().all(|x| *x > 0)) {
+        return true;
+    }
+    if depth > 16 {
+        return false;
+    }
+    let Some(n) = g.nodes.iter().find(|n| n.outputs.contains(&Some(v))) else { return false };
+    matches!(
+        n.op,
+        ferry_ir::Op::Reshape { .. }
+            | ferry_ir::Op::Transpose { .. }
+            | ferry_ir::Op::Identity
+            | ferry_ir::Op::Unary(_)
+            | ferry_ir::Op::Cast(_)
+            | ferry_ir::Op::Flatten { .. }
+            | ferry_ir::Op::Squeeze
+            | ferry_ir::Op::Unsqueeze
+    ) && n.inputs.first().copied().flatten().is_some_and(|i| known_nonempty(g, i, depth + 1))
 }
 
 pub fn transpose(c: &mut LowerCtx, perm: Option<&[usize]>) -> LowerResult {
@@ -209,8 +299,9 @@ pub fn split(c: &mut LowerCtx, axis: i64, num_outputs: Option<u64>) -> LowerResu
         Some(d) if d % n_parts == 0 => {}
         Some(d) if num_outputs.is_some() => {
             let chunk = d.div_ceil(n_parts);
-            let sizes: Vec<i64> =
-                (0..n_parts).map(|k| if k + 1 == n_parts { (d - chunk * (n_parts - 1)) as i64 } else { chunk as i64 }).collect();
+            let sizes: Vec<i64> = (0..n_parts)
+                .map(|k| if k + 1 == n_parts { (d - chunk * (n_parts - 1)) as i64 } else { chunk as i64 })
+                .collect();
             if c.opset >= 13 {
                 let s = c.const_i64s(&sizes, "split");
                 c.emit("Split", vec![x, s], outputs, attrs);
@@ -298,6 +389,25 @@ pub fn pad(c: &mut LowerCtx, mode: PadMode) -> LowerResult {
         }
         Ok(full)
     };
+    if c.opset >= 11 && const_ints(c, 1).is_none() {
+        // Spread the pads over every axis: gather from the pads followed by a zero.
+        let axes = folded(c, 3, "pad axes", 18)?;
+        let r = rank(c, 0).ok_or_else(|| c.problem("pad axes with unknown rank need opset 18", Some(18)))?;
+        let n = axes.len() as i64;
+        let mut idx = vec![2 * n; 2 * r];
+        for (k, a) in axes.iter().enumerate() {
+            let a = ferry_ir::shape::normalize_axis(*a, r).map_err(|e| c.problem(e, None))?;
+            idx[a] = k as i64;
+            idx[a + r] = k as i64 + n;
+        }
+        let (x, o, v, p) = (c.input(0), c.output(0), c.input(2), c.input(1));
+        let zero = c.const_i64s(&[0], "zero");
+        let ext = c.emit_temp("Concat", vec![p, zero], vec![attr_i("axis", 0)], "pads_ext");
+        let idx = c.const_i64s(&idx, "pads_index");
+        let full = c.emit_temp("Gather", vec![ext, idx], vec![attr_i("axis", 0)], "pads");
+        c.emit("Pad", vec![x, full, v], vec![o], vec![mode_attr]);
+        return Ok(());
+    }
     if c.opset >= 11 {
         let pads = full_pads(c, folded(c, 1, "pads", 18)?)?;
         let (x, o, v) = (c.input(0), c.output(0), c.input(2));
@@ -344,7 +454,10 @@ pub fn gather_nd(c: &mut LowerCtx, batch_dims: u64) -> LowerResult {
     emit_simple(c, "GatherND", vec![])
 }
 
-fn reduction_attr(c: &LowerCtx, r: ScatterReduction) -> Result<Vec<proto::AttributeProto>, crate::error::ExportProblem> {
+fn reduction_attr(
+    c: &LowerCtx,
+    r: ScatterReduction,
+) -> Result<Vec<proto::AttributeProto>, crate::error::ExportProblem> {
     let (name, min) = match r {
         ScatterReduction::None => return Ok(vec![]),
         ScatterReduction::Add => ("add", 16),
@@ -376,13 +489,101 @@ pub fn one_hot(c: &mut LowerCtx, axis: i64) -> LowerResult {
 }
 
 pub fn trilu(c: &mut LowerCtx, upper: bool) -> LowerResult {
-    emit_simple(c, "Trilu", vec![attr_i("upper", upper as i64)])
+    if c.op_version("Trilu").is_some() {
+        return emit_simple(c, "Trilu", vec![attr_i("upper", upper as i64)]);
+    }
+    // Older opsets: Where(mask, x, 0), where the mask keeps col - row >= k (upper) or <= k.
+    c.require_opset(9, "Trilu (as Where)")?;
+    let dtype = c
+        .input_type(0)
+        .and_then(|t| t.dtype())
+        .ok_or_else(|| c.problem("Trilu of an unknown element type needs opset 14", Some(14)))?;
+    let zero_bytes = dtype.storage_bytes(1).filter(|_| dtype != DType::String);
+    let zero_bytes = zero_bytes.ok_or_else(|| c.problem(format!("Trilu of {dtype} needs opset 14"), Some(14)))?;
+    let zero = Tensor::from_raw(dtype, vec![], bytes::Bytes::from(vec![0u8; zero_bytes as usize]))
+        .map_err(|e| c.problem(e.to_string(), None))?;
+    let k = if c.has_input(1) { const_ints(c, 1).map(|v| v.first().copied().unwrap_or(0)) } else { Some(0) };
+    let dims = c.input_type(0).and_then(|t| t.shape()).filter(|s| s.rank() >= 2).map(|s| {
+        let r = s.rank();
+        (s.0[r - 2].known(), s.0[r - 1].known())
+    });
+    let (x, o) = (c.input(0), c.output(0));
+    let mask = match (dims, k) {
+        (Some((Some(n), Some(m))), Some(k)) => {
+            let keep: Vec<u8> = (0..n as i64)
+                .flat_map(|i| (0..m as i64).map(move |j| if upper { j - i >= k } else { j - i <= k } as u8))
+                .collect();
+            let t = Tensor::from_raw(DType::Bool, vec![n, m], bytes::Bytes::from(keep))
+                .map_err(|e| c.problem(e.to_string(), None))?;
+            c.constant(&t, "mask")
+        }
+        _ => {
+            c.require_opset(11, "Trilu of unknown size (as Range and Where)")?;
+            let shape = c.emit_temp("Shape", vec![x.clone()], vec![], "shape");
+            let i_rows = c.constant(&Tensor::scalar_i64(-2), "rows_at");
+            let i_cols = c.constant(&Tensor::scalar_i64(-1), "cols_at");
+            let n = c.emit_temp("Gather", vec![shape.clone(), i_rows], vec![attr_i("axis", 0)], "rows");
+            let m = c.emit_temp("Gather", vec![shape, i_cols], vec![attr_i("axis", 0)], "cols");
+            let zero_i = c.constant(&Tensor::scalar_i64(0), "zero");
+            let one_i = c.constant(&Tensor::scalar_i64(1), "one");
+            let rows = c.emit_temp("Range", vec![zero_i.clone(), n, one_i.clone()], vec![], "row_index");
+            let cols = c.emit_temp("Range", vec![zero_i, m, one_i], vec![], "col_index");
+            let rows = if c.opset >= 13 {
+                let axes = c.const_i64s(&[1], "axes");
+                c.emit_temp("Unsqueeze", vec![rows, axes], vec![], "row_column")
+            } else {
+                c.emit_temp("Unsqueeze", vec![rows], vec![attr_ints("axes", &[1])], "row_column")
+            };
+            let diff = c.emit_temp("Sub", vec![cols, rows], vec![], "diagonal");
+            let k = if c.has_input(1) { c.input(1) } else { c.constant(&Tensor::scalar_i64(0), "k") };
+            let outside = c.emit_temp(if upper { "Less" } else { "Greater" }, vec![diff, k], vec![], "outside");
+            c.emit_temp("Not", vec![outside], vec![], "mask")
+        }
+    };
+    let zero = c.constant(&zero, "zero");
+    c.emit("Where", vec![mask, x, zero], vec![o], vec![]);
+    Ok(())
+}
+
+/// Reshape, Transpose, Reshape with constant targets, in the opset's forms.
+fn reshape_transpose_reshape(c: &mut LowerCtx, first: &[i64], perm: &[i64], last: &[i64]) -> LowerResult {
+    let (x, o) = (c.input(0), c.output(0));
+    let reshape = |c: &mut LowerCtx, x: String, shape: &[i64], out: Option<String>| -> String {
+        let out = out.unwrap_or_else(|| c.temp("reshaped"));
+        if c.opset >= 5 {
+            let s = c.const_i64s(shape, "shape");
+            c.emit("Reshape", vec![x, s], vec![out.clone()], vec![]);
+        } else {
+            c.emit("Reshape", vec![x], vec![out.clone()], vec![attr_ints("shape", shape)]);
+        }
+        out
+    };
+    let a = reshape(c, x, first, None);
+    let t = c.emit_temp("Transpose", vec![a], vec![attr_ints("perm", perm)], "transposed");
+    reshape(c, t, last, Some(o));
+    Ok(())
+}
+
+/// Height and width of a rank-4 input, when known.
+fn spatial_hw(c: &LowerCtx) -> Option<(i64, i64)> {
+    let s = c.input_type(0)?.shape()?;
+    if s.rank() != 4 {
+        return None;
+    }
+    Some((s.0[2].known()? as i64, s.0[3].known()? as i64))
 }
 
 pub fn depth_to_space(c: &mut LowerCtx, blocksize: u64, crd: bool) -> LowerResult {
     let mut attrs = vec![attr_i("blocksize", blocksize as i64)];
+    if crd && c.opset < 11 {
+        // [b, c, h, w] -> [b, c/bs², bs, bs, h, w] -> [b, c/bs², h, bs, w, bs] -> [b, c/bs², h*bs, w*bs]
+        let (h, w) = spatial_hw(c)
+            .ok_or_else(|| c.problem("DepthToSpace CRD of unknown spatial size needs opset 11", Some(11)))?;
+        let b = blocksize as i64;
+        require_dtype(c, "DepthToSpace", 0)?;
+        return reshape_transpose_reshape(c, &[0, -1, b, b, h, w], &[0, 1, 4, 2, 5, 3], &[0, 0, h * b, w * b]);
+    }
     if crd {
-        c.require_opset(11, "DepthToSpace with mode CRD")?;
         attrs.push(attr_s("mode", "CRD"));
     }
     emit_simple(c, "DepthToSpace", attrs)
@@ -390,8 +591,18 @@ pub fn depth_to_space(c: &mut LowerCtx, blocksize: u64, crd: bool) -> LowerResul
 
 pub fn space_to_depth(c: &mut LowerCtx, blocksize: u64, crd: bool) -> LowerResult {
     let mut attrs = vec![attr_i("blocksize", blocksize as i64)];
+    if crd && c.opset < 28 {
+        // [b, c, h, w] -> [b, c, h/bs, bs, w/bs, bs] -> [b, c, bs, bs, h/bs, w/bs] -> [b, c*bs², h/bs, w/bs]
+        let (h, w) = spatial_hw(c)
+            .ok_or_else(|| c.problem("SpaceToDepth CRD of unknown spatial size needs opset 28", Some(28)))?;
+        let b = blocksize as i64;
+        if h % b != 0 || w % b != 0 {
+            return Err(c.problem(format!("blocksize {b} does not divide the spatial size {h}x{w}"), None));
+        }
+        require_dtype(c, "SpaceToDepth", 0)?;
+        return reshape_transpose_reshape(c, &[0, 0, h / b, b, w / b, b], &[0, 1, 3, 5, 2, 4], &[0, -1, h / b, w / b]);
+    }
     if crd {
-        c.require_opset(28, "SpaceToDepth with mode CRD")?;
         attrs.push(attr_s("mode", "CRD"));
     }
     emit_simple(c, "SpaceToDepth", attrs)

@@ -98,7 +98,9 @@ fn constant(c: &mut NodeCtx) -> Result<Canon> {
         ("value_floats", AttrValue::Floats(f)) => Tensor::from_f32(vec![f.len() as u64], f).map_err(|e| bad(c, e))?,
         ("value_int", AttrValue::Int(i)) => Tensor::scalar_i64(*i),
         ("value_ints", AttrValue::Ints(i)) => Tensor::from_i64(vec![i.len() as u64], i).map_err(|e| bad(c, e))?,
-        ("value_string", AttrValue::String(s)) => Tensor::from_strings(vec![], vec![s.clone()]).map_err(|e| bad(c, e))?,
+        ("value_string", AttrValue::String(s)) => {
+            Tensor::from_strings(vec![], vec![s.clone()]).map_err(|e| bad(c, e))?
+        }
         ("value_strings", AttrValue::Strings(s)) => {
             Tensor::from_strings(vec![s.len() as u64], s.clone()).map_err(|e| bad(c, e))?
         }
@@ -236,7 +238,8 @@ fn split(c: &mut NodeCtx) -> Result<Canon> {
         }
         None => None,
     };
-    let outputs: Vec<Option<ValueId>> = (0..c.outputs.len()).map(|i| Some(c.output(i).unwrap_or_else(|| c.temp("unused")))).collect();
+    let outputs: Vec<Option<ValueId>> =
+        (0..c.outputs.len()).map(|i| Some(c.output(i).unwrap_or_else(|| c.temp("unused")))).collect();
     c.emit(Op::Split { axis, num_outputs }, vec![Some(x), sizes], outputs);
     Ok(Canon::Done)
 }
