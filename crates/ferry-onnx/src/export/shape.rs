@@ -98,10 +98,45 @@ fn require_dtype(c: &LowerCtx, op_type: &str, i: usize) -> LowerResult {
 
 fn emit_simple(c: &mut LowerCtx, op_type: &str, attrs: Vec<proto::AttributeProto>) -> LowerResult {
     c.require_op(op_type)?;
-    require_dtype(c, op_type, if op_type == "OneHot" { 2 } else { 0 })?;
+    let data = if op_type == "OneHot" { 2 } else { 0 };
+    if let Err(p) = require_dtype(c, op_type, data) {
+        return via_f32(c, op_type, attrs).unwrap_or(Err(p));
+    }
     let (inputs, outputs) = (c.inputs(), c.outputs());
     c.emit(op_type, inputs, outputs, attrs);
     Ok(())
+}
+
+/// For ops that move values without arithmetic (and Range, whose float16/bfloat16 form computes
+/// in float anyway): a 16-bit float the target opset's op lacks goes through float32, exactly.
+fn via_f32(c: &mut LowerCtx, op_type: &str, attrs: Vec<proto::AttributeProto>) -> Option<LowerResult> {
+    let cast_inputs: &[usize] = match op_type {
+        "OneHot" => &[2],
+        "Compress" | "ReverseSequence" => &[0],
+        "Range" => &[0, 1, 2],
+        _ => return None,
+    };
+    let d = c.input_type(cast_inputs[0]).and_then(|t| t.dtype())?;
+    let cast_from = match d {
+        DType::F16 => 6,
+        DType::BF16 => 13,
+        _ => return None,
+    };
+    if c.opset < cast_from {
+        return None;
+    }
+    let mut inputs = c.inputs();
+    for i in cast_inputs {
+        if c.has_input(*i) {
+            let x = inputs[*i].clone();
+            inputs[*i] = c.emit_temp("Cast", vec![x], vec![attr_i("to", DType::F32.onnx_code() as i64)], "as_f32");
+        }
+    }
+    let wide = c.temp("f32");
+    c.emit(op_type, inputs, vec![wide.clone()], attrs);
+    let o = c.output(0);
+    c.emit("Cast", vec![wide], vec![o], vec![attr_i("to", d.onnx_code() as i64)]);
+    Some(Ok(()))
 }
 
 pub fn constant_of_shape(c: &mut LowerCtx, value: &Tensor) -> LowerResult {
@@ -183,8 +218,36 @@ pub fn reshape(c: &mut LowerCtx, allowzero: bool) -> LowerResult {
     let needs_allowzero = allowzero
         && target.as_ref().is_none_or(|t| t.contains(&0))
         && !c.node.inputs[0].is_some_and(|v| known_nonempty(c.graph, v, 0));
-    if needs_allowzero {
-        c.require_opset(14, "Reshape with allowzero=1")?;
+    if needs_allowzero && c.opset < 14 {
+        // A constant target with a zero (and so, by the spec, no -1) makes an empty tensor of
+        // exactly that shape: reshape to ones with -1 where the first zero is, then Expand.
+        let data_empty =
+            c.input_type(0).and_then(|t| t.shape()).is_some_and(|s| s.0.contains(&ferry_ir::Dim::Known(0)));
+        let dtype = c.input_type(0).and_then(|t| t.dtype()).filter(|d| *d != DType::String);
+        if let (None, true, Some(d), true) = (&target, data_empty, dtype, c.opset >= 9) {
+            // Empty data: the result is an empty tensor shaped like the target, its -1 read as 0.
+            let zero_bytes = d.storage_bytes(1).unwrap_or(0) as usize;
+            let zero = Tensor::from_raw(d, vec![1], bytes::Bytes::from(vec![0u8; zero_bytes]))
+                .map_err(|e| c.problem(e.to_string(), None))?;
+            let (t, o) = (c.input(1), c.output(0));
+            let z = c.const_i64s(&[0], "zero");
+            let neg = c.emit_temp("Less", vec![t.clone(), z.clone()], vec![], "is_negative");
+            let dims = c.emit_temp("Where", vec![neg, z, t], vec![], "dims");
+            c.emit("ConstantOfShape", vec![dims], vec![o], vec![attr_tensor("value", &zero)]);
+            return Ok(());
+        }
+        let Some(t) = target.filter(|t| !t.contains(&-1)) else {
+            return Err(c.problem("Reshape with allowzero=1 needs opset 14", Some(14)));
+        };
+        c.require_opset(8, "Reshape with allowzero=1 (as Reshape and Expand)")?;
+        let at = t.iter().position(|d| *d == 0).expect("has a zero");
+        let ones: Vec<i64> = (0..t.len()).map(|i| if i == at { -1 } else { 1 }).collect();
+        let (x, o) = (c.input(0), c.output(0));
+        let s = c.const_i64s(&ones, "flat_shape");
+        let flat = c.emit_temp("Reshape", vec![x, s], vec![], "flat");
+        let full = c.const_i64s(&t, "shape");
+        c.emit("Expand", vec![flat, full], vec![o], vec![]);
+        return Ok(());
     }
     let attrs = if needs_allowzero { vec![attr_i("allowzero", 1)] } else { vec![] };
     if c.opset < 5 {
@@ -389,6 +452,30 @@ pub fn pad(c: &mut LowerCtx, mode: PadMode) -> LowerResult {
         }
         Ok(full)
     };
+    if c.opset >= 11 && c.has_input(3) && const_ints(c, 3).is_none() {
+        // Axes known only at run time: scatter the pads into a zero vector of length 2 * rank.
+        let r = rank(c, 0).ok_or_else(|| c.problem("pad axes with unknown rank need opset 18", Some(18)))? as i64;
+        let (x, o, v, p, axes) = (c.input(0), c.output(0), c.input(2), c.input(1), c.input(3));
+        let axes = if c.input_type(3).and_then(|t| t.dtype()) == Some(DType::I64) {
+            axes
+        } else {
+            c.emit_temp("Cast", vec![axes], vec![attr_i("to", DType::I64.onnx_code() as i64)], "axes_i64")
+        };
+        let rank_c = c.const_i64s(&[r], "rank");
+        let shifted = c.emit_temp("Add", vec![axes, rank_c.clone()], vec![], "axes_shifted");
+        let begin = c.emit_temp("Mod", vec![shifted, rank_c.clone()], vec![], "axes_begin");
+        let end = c.emit_temp("Add", vec![begin.clone(), rank_c], vec![], "axes_end");
+        let idx = c.emit_temp("Concat", vec![begin, end], vec![attr_i("axis", 0)], "pads_index");
+        let zeros = c.const_i64s(&vec![0; 2 * r as usize], "zero_pads");
+        let p = if c.input_type(1).and_then(|t| t.dtype()) == Some(DType::I64) {
+            p
+        } else {
+            c.emit_temp("Cast", vec![p], vec![attr_i("to", DType::I64.onnx_code() as i64)], "pads_i64")
+        };
+        let full = c.emit_temp("ScatterElements", vec![zeros, idx, p], vec![attr_i("axis", 0)], "pads");
+        c.emit("Pad", vec![x, full, v], vec![o], vec![mode_attr]);
+        return Ok(());
+    }
     if c.opset >= 11 && const_ints(c, 1).is_none() {
         // Spread the pads over every axis: gather from the pads followed by a zero.
         let axes = folded(c, 3, "pad axes", 18)?;
