@@ -730,3 +730,61 @@ fn window_out(
         }
     }
 }
+
+#[cfg(test)]
+mod shape_family_tests {
+    use super::*;
+
+    fn out_shape(op: Op, inputs: &[ValueType], consts: &[Option<&Tensor>]) -> Option<Shape> {
+        let node = Node {
+            name: String::new(),
+            op,
+            inputs: (0..inputs.len()).map(Some).collect(),
+            outputs: vec![Some(inputs.len())],
+            doc_string: String::new(),
+        };
+        infer_node(&node, inputs, consts).unwrap()[0].shape().cloned()
+    }
+
+    fn f32s(dims: &[u64]) -> ValueType {
+        ValueType::tensor(DType::F32, Shape::known(dims))
+    }
+
+    #[test]
+    fn gather_nd_shapes() {
+        // ONNX GatherND spec, example 5 (batch_dims=1): data [2,2,2], indices [2,1] -> [2,2].
+        let s = out_shape(Op::GatherNd { batch_dims: 1 }, &[f32s(&[2, 2, 2]), f32s(&[2, 1])], &[None, None]);
+        assert_eq!(s, Some(Shape::known(&[2, 2])));
+        // Example 3: data [2,2,2], indices [[1]] -> [1,2,2].
+        let s = out_shape(Op::GatherNd { batch_dims: 0 }, &[f32s(&[2, 2, 2]), f32s(&[1, 1])], &[None, None]);
+        assert_eq!(s, Some(Shape::known(&[1, 2, 2])));
+    }
+
+    #[test]
+    fn pad_with_axes() {
+        // test_constant_pad_axes: x [1,3,4,5], pads [0,3,0,4] on axes [1,3] -> [1,3,4,12].
+        let pads = Tensor::from_i64(vec![4], &[0, 3, 0, 4]).unwrap();
+        let axes = Tensor::from_i64(vec![2], &[1, 3]).unwrap();
+        let i64s = ValueType::tensor(DType::I64, Shape::known(&[4]));
+        let s = out_shape(
+            Op::Pad { mode: crate::ops::PadMode::Constant },
+            &[f32s(&[1, 3, 4, 5]), i64s.clone(), ValueType::Unknown, i64s],
+            &[None, Some(&pads), None, Some(&axes)],
+        );
+        assert_eq!(s, Some(Shape::known(&[1, 3, 4, 12])));
+    }
+
+    #[test]
+    fn space_depth_and_range() {
+        // test_spacetodepth_example: [1,2,4,6] blocksize 2 -> [1,8,2,3]; DepthToSpace inverts it.
+        let op = Op::SpaceToDepth { blocksize: 2, column_row_depth: true };
+        assert_eq!(out_shape(op, &[f32s(&[1, 2, 4, 6])], &[None]), Some(Shape::known(&[1, 8, 2, 3])));
+        let op = Op::DepthToSpace { blocksize: 2, column_row_depth: false };
+        assert_eq!(out_shape(op, &[f32s(&[1, 8, 2, 3])], &[None]), Some(Shape::known(&[1, 2, 4, 6])));
+        // Range spec example 2: start 10, limit 4, delta -2 -> [10, 8, 6].
+        let (a, b, d) = (Tensor::scalar_i64(10), Tensor::scalar_i64(4), Tensor::scalar_i64(-2));
+        let sc = ValueType::tensor(DType::I64, Shape::scalar());
+        let s = out_shape(Op::Range, &[sc.clone(), sc.clone(), sc], &[Some(&a), Some(&b), Some(&d)]);
+        assert_eq!(s, Some(Shape::known(&[3])));
+    }
+}

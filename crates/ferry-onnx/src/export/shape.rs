@@ -375,8 +375,25 @@ pub fn split(c: &mut LowerCtx, axis: i64, num_outputs: Option<u64>) -> LowerResu
             return Ok(());
         }
         Some(_) => return Err(c.problem("equal split of an axis the parts do not divide", None)),
+        None if num_outputs.is_some() && c.opset >= 13 => {
+            // Sizes at run time: n-1 chunks of ceil(d/n), then the rest.
+            let shape = c.emit_temp("Shape", vec![x.clone()], vec![], "shape");
+            let at = c.const_i64s(&[axis], "axis");
+            let d = c.emit_temp("Gather", vec![shape, at], vec![attr_i("axis", 0)], "axis_size");
+            let n_minus_1 = c.const_i64s(&[n_parts as i64 - 1], "parts_minus_one");
+            let n = c.const_i64s(&[n_parts as i64], "parts");
+            let padded = c.emit_temp("Add", vec![d.clone(), n_minus_1.clone()], vec![], "padded");
+            let chunk = c.emit_temp("Div", vec![padded, n], vec![], "chunk");
+            let head = c.emit_temp("Mul", vec![chunk.clone(), n_minus_1], vec![], "head");
+            let last = c.emit_temp("Sub", vec![d, head], vec![], "last");
+            let mut parts = vec![chunk; n_parts as usize - 1];
+            parts.push(last);
+            let sizes = c.emit_temp("Concat", parts, vec![attr_i("axis", 0)], "split");
+            c.emit("Split", vec![x, sizes], outputs, attrs);
+            return Ok(());
+        }
         None if num_outputs.is_some() => {
-            return Err(c.problem("num_outputs over an axis of unknown size needs opset 18", Some(18)));
+            return Err(c.problem("num_outputs over an axis of unknown size needs opset 13", Some(13)));
         }
         None => {}
     }
