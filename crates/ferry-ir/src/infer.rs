@@ -152,7 +152,20 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             let shape = const_ints(konst(0)).map(|d| Shape::known(&d.iter().map(|x| *x as u64).collect::<Vec<_>>()));
             Ok(vec![tensor(Some(value.dtype), shape)])
         }
-        Op::Range => Ok(vec![tensor(dtype(0), Some(Shape(vec![Dim::Unknown])))]),
+        Op::Range => {
+            let scalar = |i: usize| konst(i).and_then(|t| t.to_f64_vec().ok()).and_then(|v| v.first().copied());
+            // Exact only for integers; float rounding of the count is left to the runtime.
+            let exact = dtype(0).is_some_and(|d| d.is_int());
+            let len = match (scalar(0), scalar(1), scalar(2)) {
+                _ if !exact => Dim::Unknown,
+                (Some(start), Some(limit), Some(delta)) if delta != 0.0 => {
+                    let n = ((limit - start) / delta).ceil().max(0.0);
+                    if n.is_finite() && n < u64::MAX as f64 { Dim::Known(n as u64) } else { Dim::Unknown }
+                }
+                _ => Dim::Unknown,
+            };
+            Ok(vec![tensor(dtype(0), Some(Shape(vec![len])))])
+        }
         Op::EyeLike { dtype: d, .. } => Ok(vec![tensor(d.or(dtype(0)), shape(0))]),
         Op::RandomNormal { shape: s, dtype: d, .. } | Op::RandomUniform { shape: s, dtype: d, .. } => {
             Ok(vec![tensor(Some(*d), s.as_ref().map(|s| Shape::known(s)).or_else(|| shape(0)))])
@@ -484,13 +497,97 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             ValueType::Sequence(t) => Ok(vec![tensor(t.dtype(), None)]),
             _ => unknown(),
         },
+        Op::Pad { .. } => {
+            let has_axes = node.inputs.get(3).copied().flatten().is_some();
+            let out = shape(0).map(|s| {
+                let r = s.rank();
+                let axes = if has_axes { const_ints(konst(3)) } else { Some((0..r as i64).collect()) };
+                match (const_ints(konst(1)), axes) {
+                    (Some(pads), Some(axes)) if pads.len() == 2 * axes.len() => {
+                        let mut out = s.clone();
+                        for (k, a) in axes.iter().enumerate() {
+                            let a = normalize_axis(*a, r)?;
+                            let total = pads[k] + pads[k + axes.len()];
+                            out.0[a] = match s.0[a].known() {
+                                Some(d) if d as i64 + total >= 0 => Dim::Known((d as i64 + total) as u64),
+                                Some(_) => return Err("Pad removes more than the axis has".to_string()),
+                                None if total == 0 => s.0[a].clone(),
+                                None => Dim::Unknown,
+                            };
+                        }
+                        Ok(out)
+                    }
+                    (Some(_), Some(_)) => Err("Pad pads length is not twice the number of axes".to_string()),
+                    _ => Ok(Shape(vec![Dim::Unknown; r])),
+                }
+            });
+            Ok(vec![tensor(dtype(0), out.transpose()?)])
+        }
+        Op::Tile => {
+            let out = shape(0).map(|s| match const_ints(konst(1)) {
+                Some(reps) if reps.len() == s.rank() => {
+                    Shape(s.0.iter().zip(&reps).map(|(d, r)| d.mul(&Dim::Known((*r).max(0) as u64))).collect())
+                }
+                _ => Shape(vec![Dim::Unknown; s.rank()]),
+            });
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::DepthToSpace { blocksize, .. } => {
+            let b = Dim::Known(*blocksize);
+            let out = shape(0)
+                .filter(|s| s.rank() == 4)
+                .map(|s| Shape(vec![s.0[0].clone(), s.0[1].floor_div(&b.mul(&b)), s.0[2].mul(&b), s.0[3].mul(&b)]));
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::SpaceToDepth { blocksize, .. } => {
+            let b = Dim::Known(*blocksize);
+            let out = shape(0).filter(|s| s.rank() == 4).map(|s| {
+                Shape(vec![s.0[0].clone(), s.0[1].mul(&b.mul(&b)), s.0[2].floor_div(&b), s.0[3].floor_div(&b)])
+            });
+            Ok(vec![tensor(dtype(0), out)])
+        }
         Op::Resize(r) => Ok(vec![tensor(dtype(0), resize_shape(r, shape(0), konst(2), konst(3)))]),
-        Op::Pad { .. } | Op::Tile | Op::DepthToSpace { .. } | Op::SpaceToDepth { .. } => {
-            Ok(vec![tensor(dtype(0), shape(0).map(|s| Shape(vec![Dim::Unknown; s.rank()])))])
+        Op::GatherNd { batch_dims } => {
+            let out = match (shape(0), shape(1)) {
+                (Some(d), Some(i)) if i.rank() >= 1 => i.0[i.rank() - 1].known().and_then(|k| {
+                    let start = *batch_dims as usize + k as usize;
+                    (start <= d.rank()).then(|| {
+                        let mut dims = i.0[..i.rank() - 1].to_vec();
+                        dims.extend(d.0[start..].iter().cloned());
+                        Shape(dims)
+                    })
+                }),
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Compress { axis } => {
+            let out = match axis {
+                None => Some(Shape(vec![Dim::Unknown])),
+                Some(a) => shape(0)
+                    .map(|mut s| -> Result<Shape, String> {
+                        let a = normalize_axis(*a, s.rank())?;
+                        s.0[a] = Dim::Unknown;
+                        Ok(s)
+                    })
+                    .transpose()?,
+            };
+            Ok(vec![tensor(dtype(0), out)])
         }
         Op::ConvTranspose(ct) => Ok(vec![tensor(dtype(0), conv_transpose_shape(ct, shape(0), shape(1)))]),
-        Op::GatherNd { .. } | Op::Compress { .. } | Op::Einsum { .. } => Ok(vec![tensor(dtype(0), None)]),
-        Op::OneHot { .. } => Ok(vec![tensor(dtype(2), None)]),
+        Op::Einsum { .. } => Ok(vec![tensor(dtype(0), None)]),
+        Op::OneHot { axis } => {
+            let depth = konst(1).and_then(|t| t.to_f64_vec().ok()).and_then(|v| v.first().copied());
+            let out = shape(0)
+                .map(|s| -> Result<Shape, String> {
+                    let a = normalize_axis(*axis, s.rank() + 1)?;
+                    let mut dims = s.0.clone();
+                    dims.insert(a, depth.filter(|d| *d >= 0.0).map_or(Dim::Unknown, |d| Dim::Known(d as u64)));
+                    Ok(Shape(dims))
+                })
+                .transpose()?;
+            Ok(vec![tensor(dtype(2), out)])
+        }
         Op::Unique { .. } => {
             let mut outs = vec![tensor(dtype(0), None)];
             outs.extend((1..n_out).map(|_| tensor(Some(DType::I64), Some(Shape(vec![Dim::Unknown])))));
@@ -872,5 +969,63 @@ mod control_flow_tests {
         let out = infer_node(&node, &inputs, &[None, None, None]).unwrap();
         assert_eq!(out[0], ValueType::tensor(DType::F32, Shape(vec![Dim::Known(2), Dim::Unknown])));
         assert_eq!(out[1], ValueType::tensor(DType::F32, Shape(vec![Dim::Unknown, Dim::Known(2), Dim::Known(5)])));
+    }
+}
+
+#[cfg(test)]
+mod shape_family_tests {
+    use super::*;
+
+    fn out_shape(op: Op, inputs: &[ValueType], consts: &[Option<&Tensor>]) -> Option<Shape> {
+        let node = Node {
+            name: String::new(),
+            op,
+            inputs: (0..inputs.len()).map(Some).collect(),
+            outputs: vec![Some(inputs.len())],
+            doc_string: String::new(),
+        };
+        infer_node(&node, inputs, consts).unwrap()[0].shape().cloned()
+    }
+
+    fn f32s(dims: &[u64]) -> ValueType {
+        ValueType::tensor(DType::F32, Shape::known(dims))
+    }
+
+    #[test]
+    fn gather_nd_shapes() {
+        // ONNX GatherND spec, example 5 (batch_dims=1): data [2,2,2], indices [2,1] -> [2,2].
+        let s = out_shape(Op::GatherNd { batch_dims: 1 }, &[f32s(&[2, 2, 2]), f32s(&[2, 1])], &[None, None]);
+        assert_eq!(s, Some(Shape::known(&[2, 2])));
+        // Example 3: data [2,2,2], indices [[1]] -> [1,2,2].
+        let s = out_shape(Op::GatherNd { batch_dims: 0 }, &[f32s(&[2, 2, 2]), f32s(&[1, 1])], &[None, None]);
+        assert_eq!(s, Some(Shape::known(&[1, 2, 2])));
+    }
+
+    #[test]
+    fn pad_with_axes() {
+        // test_constant_pad_axes: x [1,3,4,5], pads [0,3,0,4] on axes [1,3] -> [1,3,4,12].
+        let pads = Tensor::from_i64(vec![4], &[0, 3, 0, 4]).unwrap();
+        let axes = Tensor::from_i64(vec![2], &[1, 3]).unwrap();
+        let i64s = ValueType::tensor(DType::I64, Shape::known(&[4]));
+        let s = out_shape(
+            Op::Pad { mode: crate::ops::PadMode::Constant },
+            &[f32s(&[1, 3, 4, 5]), i64s.clone(), ValueType::Unknown, i64s],
+            &[None, Some(&pads), None, Some(&axes)],
+        );
+        assert_eq!(s, Some(Shape::known(&[1, 3, 4, 12])));
+    }
+
+    #[test]
+    fn space_depth_and_range() {
+        // test_spacetodepth_example: [1,2,4,6] blocksize 2 -> [1,8,2,3]; DepthToSpace inverts it.
+        let op = Op::SpaceToDepth { blocksize: 2, column_row_depth: true };
+        assert_eq!(out_shape(op, &[f32s(&[1, 2, 4, 6])], &[None]), Some(Shape::known(&[1, 8, 2, 3])));
+        let op = Op::DepthToSpace { blocksize: 2, column_row_depth: false };
+        assert_eq!(out_shape(op, &[f32s(&[1, 8, 2, 3])], &[None]), Some(Shape::known(&[1, 2, 4, 6])));
+        // Range spec example 2: start 10, limit 4, delta -2 -> [10, 8, 6].
+        let (a, b, d) = (Tensor::scalar_i64(10), Tensor::scalar_i64(4), Tensor::scalar_i64(-2));
+        let sc = ValueType::tensor(DType::I64, Shape::scalar());
+        let s = out_shape(Op::Range, &[sc.clone(), sc.clone(), sc], &[Some(&a), Some(&b), Some(&d)]);
+        assert_eq!(s, Some(Shape::known(&[3])));
     }
 }

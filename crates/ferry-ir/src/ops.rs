@@ -372,6 +372,8 @@ pub enum Op {
     },
     SpaceToDepth {
         blocksize: u64,
+        /// CRD block order (SpaceToDepth-28's mode="CRD") instead of the default DCR.
+        column_row_depth: bool,
     },
     Compress {
         axis: Option<i64>,

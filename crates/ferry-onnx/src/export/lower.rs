@@ -2,7 +2,7 @@
 //! core op does not compile until it has one (or an explicit refusal).
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
-use super::{control, elementwise, nn, reduce};
+use super::{control, elementwise, nn, reduce, shape};
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -50,34 +50,6 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::MatMul => reduce::matmul(c),
         Op::MatMulInteger => reduce::matmul_integer(c),
         Op::Einsum { equation } => reduce::einsum(c, equation),
-        Op::ConstantOfShape(_)
-        | Op::Range
-        | Op::EyeLike { .. }
-        | Op::Shape { .. }
-        | Op::Size
-        | Op::Reshape { .. }
-        | Op::Transpose { .. }
-        | Op::Expand
-        | Op::Squeeze
-        | Op::Unsqueeze
-        | Op::Flatten { .. }
-        | Op::Concat { .. }
-        | Op::Split { .. }
-        | Op::Slice
-        | Op::Pad { .. }
-        | Op::Tile
-        | Op::Gather { .. }
-        | Op::GatherElements { .. }
-        | Op::GatherNd { .. }
-        | Op::ScatterElements { .. }
-        | Op::ScatterNd { .. }
-        | Op::OneHot { .. }
-        | Op::Trilu { .. }
-        | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. }
-        | Op::Compress { .. }
-        | Op::NonZero
-        | Op::ReverseSequence { .. } => Err(c.problem("ferry has no ONNX lowering for this core op yet", None)),
         Op::RandomNormal { shape, dtype, mean, scale, seed } => {
             control::random(c, true, shape, *dtype, (*mean, *scale), *seed)
         }
@@ -98,6 +70,34 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::OptionalConstruct { ty } => control::optional_construct(c, ty),
         Op::OptionalHasElement => control::optional_has_element(c),
         Op::OptionalGetElement => control::optional_get_element(c),
+        Op::ConstantOfShape(value) => shape::constant_of_shape(c, value),
+        Op::Range => shape::range(c),
+        Op::EyeLike { dtype, k } => shape::eye_like(c, *dtype, *k),
+        Op::Shape { start, end } => shape::shape(c, *start, *end),
+        Op::Size => shape::size(c),
+        Op::Reshape { allowzero } => shape::reshape(c, *allowzero),
+        Op::Transpose { perm } => shape::transpose(c, perm.as_deref()),
+        Op::Expand => shape::expand(c),
+        Op::Squeeze => shape::squeeze(c, "Squeeze"),
+        Op::Unsqueeze => shape::squeeze(c, "Unsqueeze"),
+        Op::Flatten { axis } => shape::flatten(c, *axis),
+        Op::Concat { axis } => shape::concat(c, *axis),
+        Op::Split { axis, num_outputs } => shape::split(c, *axis, *num_outputs),
+        Op::Slice => shape::slice(c),
+        Op::Pad { mode } => shape::pad(c, *mode),
+        Op::Tile => shape::tile(c),
+        Op::Gather { axis } => shape::gather(c, "Gather", *axis),
+        Op::GatherElements { axis } => shape::gather(c, "GatherElements", *axis),
+        Op::GatherNd { batch_dims } => shape::gather_nd(c, *batch_dims),
+        Op::ScatterElements { axis, reduction } => shape::scatter_elements(c, *axis, *reduction),
+        Op::ScatterNd { reduction } => shape::scatter_nd(c, *reduction),
+        Op::OneHot { axis } => shape::one_hot(c, *axis),
+        Op::Trilu { upper } => shape::trilu(c, *upper),
+        Op::DepthToSpace { blocksize, column_row_depth } => shape::depth_to_space(c, *blocksize, *column_row_depth),
+        Op::SpaceToDepth { blocksize, column_row_depth } => shape::space_to_depth(c, *blocksize, *column_row_depth),
+        Op::Compress { axis } => shape::compress(c, *axis),
+        Op::NonZero => shape::non_zero(c),
+        Op::ReverseSequence { batch_axis, time_axis } => shape::reverse_sequence(c, *batch_axis, *time_axis),
         Op::Opaque(o) => opaque(c, o),
     }
 }

@@ -8,6 +8,7 @@ mod lower;
 mod nn;
 mod typecheck;
 mod reduce;
+mod shape;
 
 use crate::error::{ExportProblem, OnnxError, Result};
 use crate::proto;

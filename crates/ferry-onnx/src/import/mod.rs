@@ -7,6 +7,7 @@ pub mod ctx;
 mod elementwise;
 pub(crate) mod nn;
 mod reduce;
+mod shape;
 
 use crate::error::{OnnxError, Result};
 use crate::external::ExternalData;
@@ -26,7 +27,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
@@ -555,7 +556,7 @@ fn topo_sort(nodes: Vec<FlatNode>, known: &HashMap<String, ValueId>, outer: &Has
 /// Largest dense tensor a sparse initializer may expand to.
 const MAX_DENSIFIED_BYTES: u64 = 1 << 30;
 
-fn densify(s: &SparseTensor) -> std::result::Result<Tensor, String> {
+pub(crate) fn densify(s: &SparseTensor) -> std::result::Result<Tensor, String> {
     let dtype = s.values.dtype;
     let numel = ferry_ir::tensor::checked_numel(&s.dims).map_err(|e| e.to_string())?;
     let bits = dtype.bits().ok_or("string sparse tensors are not supported")?;
