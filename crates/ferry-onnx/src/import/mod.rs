@@ -508,19 +508,22 @@ fn topo_sort(nodes: Vec<FlatNode>, known: &HashMap<String, ValueId>, outer: &Has
         }
     }
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut dangling = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         for inp in n.inputs.iter().filter(|s| !s.is_empty()) {
             match producer.get(inp.as_str()) {
                 Some(p) => deps[i].push(*p),
                 None if known.contains_key(inp) || outer.contains(inp) => {}
-                None => {
-                    return Err(OnnxError::invalid(format!(
-                        "node '{}' ({}) reads '{inp}', which no node, input or initializer provides",
-                        n.name, n.op_type
-                    )));
-                }
+                None => dangling.push(format!("node '{}' ({}) reads '{inp}'", n.name, n.op_type)),
             }
         }
+    }
+    if !dangling.is_empty() {
+        return Err(OnnxError::invalid(format!(
+            "{} input(s) name values that no node, graph input or initializer provides: {}",
+            dangling.len(),
+            dangling.join("; ")
+        )));
     }
     // Kahn's algorithm, stable: keeps file order among ready nodes.
     let mut indegree: Vec<usize> = deps.iter().map(Vec::len).collect();
