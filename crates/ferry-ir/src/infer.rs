@@ -309,6 +309,7 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             Ok(vec![tensor(dtype(0), out)])
         }
         Op::Split { axis, num_outputs: _ } => {
+            let has_splits = node.inputs.get(1).copied().flatten().is_some();
             let splits = const_ints(konst(1));
             let outs = (0..n_out)
                 .map(|k| {
@@ -316,12 +317,17 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
                         let a = normalize_axis(*axis, s.rank()).ok()?;
                         let mut out = s.clone();
                         out.0[a] = match &splits {
-                            Some(sp) => Dim::Known(*sp.get(k)? as u64),
+                            Some(sp) => Dim::Known(u64::try_from(*sp.get(k)?).ok()?),
+                            // A split input computed at run time: sizes unknown here.
+                            None if has_splits => Dim::Unknown,
                             None => {
+                                // Equal chunks of ceil(total/n), the last one smaller; a split
+                                // that leaves the last chunk empty or negative is left unknown.
                                 let total = s.0[a].known()?;
                                 let n = n_out as u64;
                                 let chunk = total.div_ceil(n);
-                                Dim::Known(if k as u64 == n - 1 { total - chunk * (n - 1) } else { chunk })
+                                let last = total.checked_sub(chunk * (n - 1))?;
+                                Dim::Known(if k as u64 == n - 1 { last } else { chunk })
                             }
                         };
                         Some(out)
@@ -425,7 +431,8 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
                 (Some(x), Some(w)) if x.rank() >= 3 && w.rank() == x.rank() => {
                     let spatial = x.rank() - 2;
                     let kernel: Vec<Dim> = match &c.kernel_shape {
-                        Some(k) => k.iter().map(|k| Dim::Known(*k)).collect(),
+                        Some(k) if k.len() == spatial => k.iter().map(|k| Dim::Known(*k)).collect(),
+                        Some(k) => return Err(format!("kernel_shape {k:?} does not have {spatial} spatial sizes")),
                         None => w.0[2..].to_vec(),
                     };
                     let mut dims = vec![x.0[0].clone(), w.0[0].clone()];
@@ -706,10 +713,11 @@ fn reshape(target: &[i64], data: Option<&Shape>, allowzero: bool) -> Result<Shap
                 dims.push(Dim::Unknown);
             }
             -1 => return Err("Reshape target has more than one -1".into()),
-            0 if !allowzero => dims.push(
-                data.and_then(|d| d.0.get(i).cloned())
-                    .ok_or_else(|| format!("Reshape copies dim {i} that the input lacks"))?,
-            ),
+            0 if !allowzero => match data {
+                Some(d) => dims
+                    .push(d.0.get(i).cloned().ok_or_else(|| format!("Reshape copies dim {i} that the input lacks"))?),
+                None => dims.push(Dim::Unknown),
+            },
             t if t < 0 => return Err(format!("Reshape target has invalid dim {t}")),
             t => dims.push(Dim::Known(t as u64)),
         }
@@ -1027,5 +1035,50 @@ mod shape_family_tests {
         let sc = ValueType::tensor(DType::I64, Shape::scalar());
         let s = out_shape(Op::Range, &[sc.clone(), sc.clone(), sc], &[Some(&a), Some(&b), Some(&d)]);
         assert_eq!(s, Some(Shape::known(&[3])));
+    }
+}
+
+#[cfg(test)]
+mod robustness_tests {
+    use super::*;
+    use crate::ops::Conv;
+
+    fn node(op: Op, n_in: usize, n_out: usize) -> Node {
+        Node {
+            name: String::new(),
+            op,
+            inputs: (0..n_in).map(Some).collect(),
+            outputs: (0..n_out).map(|k| Some(n_in + k)).collect(),
+            doc_string: String::new(),
+        }
+    }
+
+    /// Inputs that describe impossible or unknowable shapes give errors or unknowns, never panics.
+    #[test]
+    fn impossible_shapes_do_not_panic() {
+        let x = ValueType::tensor(DType::F32, Shape::known(&[5]));
+        let split = node(Op::Split { axis: 0, num_outputs: Some(4) }, 1, 4);
+        let out = infer_node(&split, &[x.clone()], &[None]).unwrap();
+        assert_eq!(out[3].shape(), None, "5 into 4 equal chunks leaves no valid last chunk");
+
+        let runtime_split = node(Op::Split { axis: 0, num_outputs: None }, 2, 2);
+        let out = infer_node(&runtime_split, &[x.clone(), ValueType::Unknown], &[None, None]).unwrap();
+        assert_eq!(out[0].shape(), Some(&Shape(vec![Dim::Unknown])));
+
+        let target = Tensor::from_i64(vec![2], &[0, -1]).unwrap();
+        let reshape = node(Op::Reshape { allowzero: false }, 2, 1);
+        let unranked = ValueType::Tensor { dtype: Some(DType::F32), shape: None };
+        assert!(infer_node(&reshape, &[unranked, ValueType::Unknown], &[None, Some(&target)]).is_ok());
+
+        let conv = Op::Conv(Conv {
+            kernel_shape: Some(vec![3]),
+            strides: vec![],
+            dilations: vec![],
+            pads: AutoPad::Explicit(vec![]),
+            group: 1,
+        });
+        let x4 = ValueType::tensor(DType::F32, Shape::known(&[1, 1, 8, 8]));
+        let w4 = ValueType::tensor(DType::F32, Shape::known(&[1, 1, 3, 3]));
+        assert!(infer_node(&node(conv, 2, 1), &[x4, w4], &[None, None]).is_err());
     }
 }

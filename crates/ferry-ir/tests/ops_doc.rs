@@ -241,7 +241,11 @@ fn every_op_section_states_the_class_op_class_returns() {
             )),
         }
     }
-    assert!(problems.is_empty(), "docs/ops.md classes are out of step with `Op::class()`:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "docs/ops.md classes are out of step with `Op::class()`:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -267,7 +271,8 @@ fn sub_op_tables_list_every_variant() {
         }
         for r in &rows {
             if !names.contains(r) {
-                problems.push(format!("`### {section}` has a table row for `{r}`, which is not a `{enum_name}` variant"));
+                problems
+                    .push(format!("`### {section}` has a table row for `{r}`, which is not a `{enum_name}` variant"));
             }
         }
         let distinct: BTreeSet<&String> = rows.iter().collect();
@@ -275,7 +280,11 @@ fn sub_op_tables_list_every_variant() {
             problems.push(format!("`### {section}` lists some `{enum_name}` variant in more than one row"));
         }
     }
-    assert!(problems.is_empty(), "docs/ops.md sub-op tables are out of step with src/ops.rs:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "docs/ops.md sub-op tables are out of step with src/ops.rs:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]

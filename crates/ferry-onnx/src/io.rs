@@ -63,11 +63,15 @@ pub fn load_bytes(bytes: Bytes) -> Result<Model> {
     import_model(&proto, &mut ext)
 }
 
+/// Called as weight bytes are written: (bytes written, bytes to write).
+pub type Progress = fn(u64, u64);
+
 #[derive(Clone, Debug, Default)]
 pub struct SaveOptions {
     pub export: ExportOptions,
     /// Store weights in a `.data` file beside the model (also chosen automatically over 2 GiB).
     pub external_data: bool,
+    pub progress: Option<Progress>,
 }
 
 /// Writes `model` to `path`. Nothing is written at `path` unless the whole write succeeds.
@@ -81,8 +85,9 @@ pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<()> {
         let location = format!("{}.data", file_name.strip_suffix(".onnx").unwrap_or(file_name));
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
         let mut offset = 0u64;
+        let mut sink = Sink { file: tmp.as_file_mut(), offset: &mut offset, total, progress: opts.progress };
         if let Some(g) = m.graph.as_mut() {
-            move_to_external(g, &location, tmp.as_file_mut(), &mut offset).map_err(io_err(path))?;
+            move_to_external(g, &location, &mut sink).map_err(io_err(path))?;
         }
         tmp.as_file_mut().sync_all().map_err(io_err(path))?;
         data_file = Some((tmp, dir.join(&location)));
@@ -104,43 +109,49 @@ pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<()> {
     Ok(())
 }
 
-fn move_to_external(
-    g: &mut proto::GraphProto,
-    location: &str,
-    file: &mut std::fs::File,
-    offset: &mut u64,
-) -> std::io::Result<()> {
+struct Sink<'a> {
+    file: &'a mut std::fs::File,
+    offset: &'a mut u64,
+    total: u64,
+    progress: Option<Progress>,
+}
+
+fn move_to_external(g: &mut proto::GraphProto, location: &str, sink: &mut Sink) -> std::io::Result<()> {
     for t in g.initializer.iter_mut() {
         let Some(raw) = t.raw_data.as_ref() else { continue };
         if raw.len() < EXTERNAL_THRESHOLD {
             continue;
         }
-        let pad = offset.next_multiple_of(ALIGNMENT) - *offset;
+        let pad = sink.offset.next_multiple_of(ALIGNMENT) - *sink.offset;
         if pad > 0 {
-            file.write_all(&vec![0u8; pad as usize])?;
-            *offset += pad;
+            sink.file.write_all(&vec![0u8; pad as usize])?;
+            *sink.offset += pad;
         }
+        let start = *sink.offset;
         for chunk in raw.chunks(64 << 20) {
-            file.write_all(chunk)?;
+            sink.file.write_all(chunk)?;
             crate::mapped::release(chunk);
+            *sink.offset += chunk.len() as u64;
+            if let Some(report) = sink.progress {
+                report(*sink.offset, sink.total);
+            }
         }
         let entry = |k: &str, v: String| proto::StringStringEntryProto { key: Some(k.into()), value: Some(v) };
         t.external_data = vec![
             entry("location", location.into()),
-            entry("offset", offset.to_string()),
+            entry("offset", start.to_string()),
             entry("length", raw.len().to_string()),
         ];
         t.data_location = Some(proto::tensor_proto::DataLocation::External as i32);
-        *offset += raw.len() as u64;
         t.raw_data = None;
     }
     for n in g.node.iter_mut() {
         for a in n.attribute.iter_mut() {
             if let Some(sub) = a.g.as_mut() {
-                move_to_external(sub, location, file, offset)?;
+                move_to_external(sub, location, sink)?;
             }
             for sub in a.graphs.iter_mut() {
-                move_to_external(sub, location, file, offset)?;
+                move_to_external(sub, location, sink)?;
             }
         }
     }

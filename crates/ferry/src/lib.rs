@@ -46,6 +46,8 @@ pub struct SaveOptions {
     pub opset: Option<u32>,
     /// ONNX: store weights in a `.data` file beside the model.
     pub external_data: bool,
+    /// Called with (bytes written, total) while weights are written.
+    pub progress: Option<fn(u64, u64)>,
 }
 
 /// Writes a model. Nothing is left at `path` unless the whole write succeeds.
@@ -59,6 +61,7 @@ pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<()> {
             let o = ferry_onnx::SaveOptions {
                 export: ferry_onnx::ExportOptions { opset: opts.opset },
                 external_data: opts.external_data,
+                progress: opts.progress,
             };
             Ok(ferry_onnx::save(model, path, &o)?)
         }

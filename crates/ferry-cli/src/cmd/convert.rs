@@ -1,4 +1,5 @@
 use crate::Refusal;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -27,7 +28,8 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     }
     let start = Instant::now();
     let model = ferry::load(&a.input)?;
-    let opts = ferry::SaveOptions { format: None, opset: a.opset, external_data: a.external_data };
+    let progress = std::io::stderr().is_terminal().then_some(show_progress as fn(u64, u64));
+    let opts = ferry::SaveOptions { format: None, opset: a.opset, external_data: a.external_data, progress };
     ferry::save(&model, &a.output, &opts)?;
     let secs = start.elapsed().as_secs_f64();
     if a.json {
@@ -45,5 +47,25 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
+    }
+}
+
+/// A one-line progress bar on the terminal while large weights are written.
+fn show_progress(done: u64, total: u64) {
+    const MIB: f64 = (1u64 << 20) as f64;
+    if total < (64 << 20) {
+        return;
+    }
+    let frac = (done as f64 / total as f64).min(1.0);
+    let filled = (frac * 30.0) as usize;
+    eprint!(
+        "\rwriting weights [{}{}] {:.0}/{:.0} MiB",
+        "#".repeat(filled),
+        " ".repeat(30 - filled),
+        done as f64 / MIB,
+        total as f64 / MIB
+    );
+    if done >= total {
+        eprintln!();
     }
 }
