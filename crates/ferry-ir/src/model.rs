@@ -21,4 +21,7 @@ pub struct ModelMeta {
     /// Format-specific versions of the source (e.g. ONNX ir_version and opset imports), for
     /// `inspect`; exporters choose their own.
     pub source_versions: Vec<(String, i64)>,
+    /// What the importer read but the IR does not carry (e.g. per-node metadata), so that tools
+    /// can say so instead of dropping it silently.
+    pub not_carried: Vec<String>,
 }

@@ -72,6 +72,13 @@ pub fn check(model: &Model) -> CheckReport {
             ),
         });
     }
+    for what in &model.meta.not_carried {
+        report.findings.push(Finding {
+            severity: Severity::Warning,
+            node: None,
+            message: format!("{what}: read but not carried by ferry; a converted model will not have them"),
+        });
+    }
     for o in &graph.outputs {
         if graph.values[*o].ty.is_unknown() {
             report.findings.push(Finding {

@@ -28,6 +28,9 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     }
     let start = Instant::now();
     let model = ferry::load(&a.input)?;
+    for what in &model.meta.not_carried {
+        eprintln!("warning: {what} in the input are not carried into the output");
+    }
     let progress = std::io::stderr().is_terminal().then_some(show_progress as fn(u64, u64));
     let opts = ferry::SaveOptions { format: None, opset: a.opset, external_data: a.external_data, progress };
     ferry::save(&model, &a.output, &opts)?;

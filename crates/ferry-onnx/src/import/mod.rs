@@ -86,8 +86,43 @@ pub fn import_model(m: &proto::ModelProto, ext: &mut ExternalData) -> Result<Mod
             .collect(),
         source_format: "onnx".into(),
         source_versions,
+        not_carried: not_carried(m),
     };
     Ok(Model { graph, meta })
+}
+
+/// Parts of the file the IR has no place for, described for `check` and `convert`.
+fn not_carried(m: &proto::ModelProto) -> Vec<String> {
+    fn walk(g: &proto::GraphProto, counts: &mut [usize; 4]) {
+        counts[0] += g.node.iter().filter(|n| !n.metadata_props.is_empty()).count();
+        counts[1] += usize::from(!g.metadata_props.is_empty());
+        counts[2] +=
+            g.value_info.iter().chain(&g.input).chain(&g.output).filter(|v| !v.metadata_props.is_empty()).count();
+        counts[3] += g.quantization_annotation.len();
+        for n in &g.node {
+            for a in &n.attribute {
+                a.g.iter().chain(&a.graphs).for_each(|sub| walk(sub, counts));
+            }
+        }
+    }
+    let mut counts = [0usize; 4];
+    if let Some(g) = &m.graph {
+        walk(g, &mut counts);
+    }
+    let mut notes = Vec::new();
+    let what = ["node metadata_props", "graph metadata_props", "value metadata_props", "quantization annotations"];
+    for (n, w) in counts.iter().zip(what) {
+        if *n > 0 {
+            notes.push(format!("{w} ({n})"));
+        }
+    }
+    if !m.training_info.is_empty() {
+        notes.push(format!("training_info ({} entries)", m.training_info.len()));
+    }
+    if !m.configuration.is_empty() {
+        notes.push("multi-device configuration".into());
+    }
+    notes
 }
 
 /// A node after function inlining: names are final, attributes already converted.
