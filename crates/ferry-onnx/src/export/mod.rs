@@ -6,9 +6,9 @@ pub mod ctx;
 mod elementwise;
 mod lower;
 mod nn;
-mod typecheck;
 mod reduce;
 mod shape;
+mod typecheck;
 
 use crate::error::{ExportProblem, OnnxError, Result};
 use crate::proto;

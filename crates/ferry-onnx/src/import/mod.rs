@@ -5,6 +5,7 @@
 mod control;
 pub mod ctx;
 mod elementwise;
+mod misc;
 pub(crate) mod nn;
 mod reduce;
 mod shape;
@@ -27,7 +28,8 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS];
+    let families: &[&[(&str, Canonicalizer)]] =
+        &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, misc::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
