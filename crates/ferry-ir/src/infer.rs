@@ -321,7 +321,9 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
                                 let total = s.0[a].known()?;
                                 let n = n_out as u64;
                                 let chunk = total.div_ceil(n);
-                                Dim::Known(if k as u64 == n - 1 { total - chunk * (n - 1) } else { chunk })
+                                // A size too small for n parts (only valid in a branch not taken): unknown.
+                                let last = total.checked_sub(chunk * (n - 1))?;
+                                Dim::Known(if k as u64 == n - 1 { last } else { chunk })
                             }
                         };
                         Some(out)
