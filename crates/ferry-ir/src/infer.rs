@@ -1059,6 +1059,30 @@ mod shape_family_tests {
         let s = out_shape(Op::Range, &[sc.clone(), sc.clone(), sc], &[Some(&a), Some(&b), Some(&d)]);
         assert_eq!(s, Some(Shape::known(&[3])));
     }
+
+    #[test]
+    fn signal_processing_shapes() {
+        // test_dft_rfft: [1,10,10,1] axis 1 one-sided -> [1,6,10,2]; test_dft_irfft inverts it.
+        let axis = Tensor::scalar_i64(1);
+        let i64s = ValueType::tensor(DType::I64, Shape::scalar());
+        let dft = |inverse, onesided| Op::Dft { inverse, onesided };
+        let ins = [f32s(&[1, 10, 10, 1]), ValueType::Unknown, i64s.clone()];
+        let s = out_shape(dft(false, true), &ins, &[None, None, Some(&axis)]);
+        assert_eq!(s, Some(Shape::known(&[1, 6, 10, 2])));
+        let ins = [f32s(&[1, 6, 10, 2]), ValueType::Unknown, i64s.clone()];
+        let s = out_shape(dft(true, true), &ins, &[None, None, Some(&axis)]);
+        assert_eq!(s, Some(Shape::known(&[1, 10, 10, 1])));
+        // test_stft: signal [1,128,1], frame_step 8, frame_length 16, one-sided -> [1,15,9,2].
+        let (step, len) = (Tensor::scalar_i64(8), Tensor::scalar_i64(16));
+        let ins = [f32s(&[1, 128, 1]), i64s.clone(), ValueType::Unknown, i64s.clone()];
+        let s = out_shape(Op::Stft { onesided: true }, &ins, &[None, Some(&step), None, Some(&len)]);
+        assert_eq!(s, Some(Shape::known(&[1, 15, 9, 2])));
+        // test_melweightmatrix: 8 mel bins, dft_length 16 -> [9, 8].
+        let (bins, n) = (Tensor::scalar_i64(8), Tensor::scalar_i64(16));
+        let ins = vec![i64s; 5];
+        let s = out_shape(Op::MelWeightMatrix { dtype: DType::F32 }, &ins, &[Some(&bins), Some(&n), None, None, None]);
+        assert_eq!(s, Some(Shape::known(&[9, 8])));
+    }
 }
 
 /// DFT output shape: the transformed axis becomes the DFT length (halved plus one for a

@@ -179,7 +179,7 @@ impl Importer<'_> {
         }
         let mut nodes = Vec::new();
         for (i, n) in g.node.iter().enumerate() {
-            self.flatten_node(n, i, &mut nodes, &HashMap::new(), &HashMap::new(), "", 0, outer, &names, used, depth)?;
+            self.flatten_node(n, i, &mut nodes, &HashMap::new(), &HashMap::new(), "", 0, outer, &names)?;
         }
         let nodes = topo_sort(nodes, &names, outer)?;
         // Declare every node output first so annotations can attach to them.
@@ -332,8 +332,9 @@ impl Importer<'_> {
         })
     }
 
-    /// Expands model-local function calls into their bodies (renaming values) and converts
-    /// attributes; pushes the resulting plain nodes.
+    /// Expands model-local function calls into their bodies (renaming values) and resolves
+    /// attribute references; pushes the resulting plain nodes (attributes are converted later,
+    /// when the node is imported, so graph bodies see the types of the values around them).
     #[allow(clippy::too_many_arguments)]
     fn flatten_node(
         &mut self,
@@ -346,8 +347,6 @@ impl Importer<'_> {
         fdepth: usize,
         outer: &Scope,
         names: &HashMap<String, ValueId>,
-        used: &mut HashSet<String>,
-        gdepth: usize,
     ) -> Result<()> {
         let op_type = n.op_type.clone().unwrap_or_default();
         let domain = schemas::normalize_domain(n.domain.as_deref().unwrap_or("")).to_string();
@@ -397,7 +396,7 @@ impl Importer<'_> {
                 attrs.insert(a.name.clone().unwrap_or_default(), a);
             }
             for (k, inner) in f.node.iter().enumerate() {
-                self.flatten_node(inner, k, out, &inner_rename, &attrs, &call, fdepth + 1, outer, names, used, gdepth)?;
+                self.flatten_node(inner, k, out, &inner_rename, &attrs, &call, fdepth + 1, outer, names)?;
             }
             return Ok(());
         }
