@@ -666,6 +666,35 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
                 })
                 .collect())
         }
+        Op::Dft { inverse, onesided } => {
+            let n = const_ints(konst(1)).and_then(|v| v.first().copied());
+            let axis = const_ints(konst(2)).and_then(|v| v.first().copied());
+            Ok(vec![tensor(dtype(0), shape(0).and_then(|s| dft_shape(&s, n, axis?, *inverse, *onesided)))])
+        }
+        Op::Stft { onesided } => {
+            let scalar = |i: usize| const_ints(konst(i)).and_then(|v| v.first().copied());
+            let frame_length = scalar(3).or_else(|| shape(2).and_then(|s| s.0.first()?.known()).map(|d| d as i64));
+            let s = shape(0).filter(|s| s.rank() == 3).map(|s| {
+                let frames = match (s.0[1].known(), frame_length, scalar(1)) {
+                    (Some(len), Some(fl), Some(step)) if step > 0 && len as i64 >= fl => {
+                        Dim::Known(((len as i64 - fl) / step + 1) as u64)
+                    }
+                    _ => Dim::Unknown,
+                };
+                let bins = match frame_length {
+                    Some(fl) if fl >= 0 => Dim::Known(if *onesided { fl as u64 / 2 + 1 } else { fl as u64 }),
+                    _ => Dim::Unknown,
+                };
+                Shape(vec![s.0[0].clone(), frames, bins, Dim::Known(2)])
+            });
+            Ok(vec![tensor(dtype(0), s)])
+        }
+        Op::MelWeightMatrix { dtype: d } => {
+            let n = const_ints(konst(1)).and_then(|v| v.first().copied()).filter(|n| *n >= 0);
+            let bins = const_ints(konst(0)).and_then(|v| v.first().copied()).filter(|n| *n >= 0);
+            let dim = |v: Option<i64>| v.map_or(Dim::Unknown, |v| Dim::Known(v as u64));
+            Ok(vec![tensor(Some(*d), Some(Shape(vec![dim(n.map(|n| n / 2 + 1)), dim(bins)])))])
+        }
         Op::Opaque(_) => unknown(),
     }
 }
@@ -1036,6 +1065,56 @@ mod shape_family_tests {
         let s = out_shape(Op::Range, &[sc.clone(), sc.clone(), sc], &[Some(&a), Some(&b), Some(&d)]);
         assert_eq!(s, Some(Shape::known(&[3])));
     }
+
+    #[test]
+    fn signal_processing_shapes() {
+        // test_dft_rfft: [1,10,10,1] axis 1 one-sided -> [1,6,10,2]; test_dft_irfft inverts it.
+        let axis = Tensor::scalar_i64(1);
+        let i64s = ValueType::tensor(DType::I64, Shape::scalar());
+        let dft = |inverse, onesided| Op::Dft { inverse, onesided };
+        let ins = [f32s(&[1, 10, 10, 1]), ValueType::Unknown, i64s.clone()];
+        let s = out_shape(dft(false, true), &ins, &[None, None, Some(&axis)]);
+        assert_eq!(s, Some(Shape::known(&[1, 6, 10, 2])));
+        let ins = [f32s(&[1, 6, 10, 2]), ValueType::Unknown, i64s.clone()];
+        let s = out_shape(dft(true, true), &ins, &[None, None, Some(&axis)]);
+        assert_eq!(s, Some(Shape::known(&[1, 10, 10, 1])));
+        // test_stft: signal [1,128,1], frame_step 8, frame_length 16, one-sided -> [1,15,9,2].
+        let (step, len) = (Tensor::scalar_i64(8), Tensor::scalar_i64(16));
+        let ins = [f32s(&[1, 128, 1]), i64s.clone(), ValueType::Unknown, i64s.clone()];
+        let s = out_shape(Op::Stft { onesided: true }, &ins, &[None, Some(&step), None, Some(&len)]);
+        assert_eq!(s, Some(Shape::known(&[1, 15, 9, 2])));
+        // test_melweightmatrix: 8 mel bins, dft_length 16 -> [9, 8].
+        let (bins, n) = (Tensor::scalar_i64(8), Tensor::scalar_i64(16));
+        let ins = vec![i64s; 5];
+        let s = out_shape(Op::MelWeightMatrix { dtype: DType::F32 }, &ins, &[Some(&bins), Some(&n), None, None, None]);
+        assert_eq!(s, Some(Shape::known(&[9, 8])));
+    }
+}
+
+/// DFT output shape: the transformed axis becomes the DFT length (halved plus one for a
+/// one-sided forward transform), the trailing dim 2 (1 for a one-sided inverse, a real signal).
+fn dft_shape(s: &Shape, n: Option<i64>, axis: i64, inverse: bool, onesided: bool) -> Option<Shape> {
+    let r = s.rank();
+    if r < 2 {
+        return None;
+    }
+    let a = normalize_axis(axis, r).ok()?;
+    if a == r - 1 {
+        return None;
+    }
+    let n = match n {
+        Some(n) => Some(n.max(0) as u64),
+        None if inverse && onesided => s.0[a].known().map(|d| 2 * d.saturating_sub(1)),
+        None => s.0[a].known(),
+    };
+    let mut out = s.clone();
+    out.0[a] = match n {
+        Some(n) if onesided && !inverse => Dim::Known(n / 2 + 1),
+        Some(n) => Dim::Known(n),
+        None => Dim::Unknown,
+    };
+    out.0[r - 1] = Dim::Known(if inverse && onesided { 1 } else { 2 });
+    Some(out)
 }
 
 #[cfg(test)]

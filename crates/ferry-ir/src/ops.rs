@@ -450,6 +450,23 @@ pub enum Op {
         block_size: u64,
     },
 
+    // Signal processing. Complex values are a trailing dimension of 2 (real, imaginary).
+    /// Discrete Fourier transform of `[x, dft_length?, axis]` (axis: a scalar, usually constant, counted
+    /// over x's dims including the trailing complex one).
+    Dft {
+        inverse: bool,
+        onesided: bool,
+    },
+    /// Short-time Fourier transform of `[signal, frame_step, window?, frame_length?]`.
+    Stft {
+        onesided: bool,
+    },
+    /// Mel filter bank of `[num_mel_bins, dft_length, sample_rate, lower_edge_hertz,
+    /// upper_edge_hertz]`: `[dft_length / 2 + 1, num_mel_bins]` of `dtype`.
+    MelWeightMatrix {
+        dtype: DType,
+    },
+
     // Control flow.
     If {
         then_branch: Box<Graph>,
@@ -558,6 +575,9 @@ impl Op {
             | Op::NonMaxSuppression { .. }
             | Op::QuantizeLinear { .. }
             | Op::DequantizeLinear { .. }
+            | Op::Dft { .. }
+            | Op::Stft { .. }
+            | Op::MelWeightMatrix { .. }
             | Op::If { .. }
             | Op::Loop { .. }
             | Op::Scan(_)

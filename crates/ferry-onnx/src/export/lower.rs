@@ -2,7 +2,7 @@
 //! core op does not compile until it has one (or an explicit refusal).
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
-use super::{control, elementwise, nn, reduce, shape};
+use super::{control, elementwise, misc, nn, reduce, shape};
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -98,6 +98,9 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::Compress { axis } => shape::compress(c, *axis),
         Op::NonZero => shape::non_zero(c),
         Op::ReverseSequence { batch_axis, time_axis } => shape::reverse_sequence(c, *batch_axis, *time_axis),
+        Op::Dft { inverse, onesided } => misc::dft(c, *inverse, *onesided),
+        Op::Stft { onesided } => misc::stft(c, *onesided),
+        Op::MelWeightMatrix { dtype } => misc::mel_weight_matrix(c, *dtype),
         Op::Opaque(o) => opaque(c, o),
     }
 }

@@ -5,6 +5,7 @@ mod control;
 pub mod ctx;
 mod elementwise;
 mod lower;
+mod misc;
 mod nn;
 mod reduce;
 mod shape;

@@ -357,7 +357,9 @@ pub fn split(c: &mut LowerCtx, axis: i64, num_outputs: Option<u64>) -> LowerResu
     let dim = c
         .input_type(0)
         .and_then(|t| t.shape())
-        .and_then(|s| ferry_ir::shape::normalize_axis(axis, s.rank()).ok().and_then(|a| s.0[a].known()));
+        .and_then(|s| ferry_ir::shape::normalize_axis(axis, s.rank()).ok().and_then(|a| s.0[a].known()))
+        // Too small for the parts (a branch never taken, say): leave the failure to run time.
+        .filter(|d| *d >= d.div_ceil(n_parts) * (n_parts - 1));
     match dim {
         Some(d) if d % n_parts == 0 => {}
         Some(d) if num_outputs.is_some() => {

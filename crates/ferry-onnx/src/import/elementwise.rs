@@ -309,9 +309,15 @@ fn leaky_relu(c: &mut NodeCtx) -> Result<Canon> {
 fn prelu(c: &mut NodeCtx) -> Result<Canon> {
     let x = c.required_input(0)?;
     let slope = c.required_input(1)?;
-    if c.version < 7 {
-        return Ok(Canon::KeepOpaque("PRelu before opset 7 broadcasts by its own rules".into()));
-    }
+    need!(c.input_dtype(0).and_then(|d| scalar(d, 0.0)), "input dtype unknown");
+    let slope = if c.version < 7 {
+        match super::misc::legacy_prelu_slope(c, x, slope) {
+            Ok(s) => s,
+            Err(why) => return Ok(Canon::KeepOpaque(format!("PRelu before opset 7: {why}"))),
+        }
+    } else {
+        slope
+    };
     let zero = need!(scalar_like(c, 0, 0.0, "zero"), "input dtype unknown");
     let neg = bin(c, BinaryOp::Less, x, zero, "is_negative");
     let scaled = bin(c, BinaryOp::Mul, x, slope, "scaled");

@@ -5,6 +5,7 @@
 mod control;
 pub mod ctx;
 mod elementwise;
+mod misc;
 pub(crate) mod nn;
 mod reduce;
 mod shape;
@@ -27,7 +28,8 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS];
+    let families: &[&[(&str, Canonicalizer)]] =
+        &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, misc::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
@@ -66,7 +68,7 @@ pub fn import_model(m: &proto::ModelProto, ext: &mut ExternalData) -> Result<Mod
     let graph_proto = m.graph.as_ref().ok_or_else(|| OnnxError::invalid("the model has no graph"))?;
     let mut imp = Importer { opsets, functions, ext };
     let mut used = HashSet::new();
-    let graph = imp.graph(graph_proto, &HashSet::new(), 0, &mut used)?;
+    let graph = imp.graph(graph_proto, &Scope::new(), 0, &mut used)?;
     let mut source_versions = vec![("ir_version".to_string(), m.ir_version.unwrap_or(0))];
     let mut opset_list: Vec<_> = imp.opsets.iter().collect();
     opset_list.sort();
@@ -132,15 +134,21 @@ struct FlatNode {
     domain: String,
     inputs: Vec<String>,
     outputs: Vec<String>,
-    attrs: Vec<Attribute>,
+    /// Converted at import time of the node (graph bodies then see the outer values' types).
+    raw_attrs: Vec<proto::AttributeProto>,
+    /// Names a graph attribute may read from outside (only for nodes with graph attributes).
+    scope: Option<HashSet<String>>,
     doc_string: String,
 }
+
+/// The values visible to a nested graph from its enclosing graphs, with their types so far.
+type Scope = HashMap<String, ValueType>;
 
 impl Importer<'_> {
     fn graph(
         &mut self,
         g: &proto::GraphProto,
-        outer: &HashSet<String>,
+        outer: &Scope,
         depth: usize,
         used: &mut HashSet<String>,
     ) -> Result<Graph> {
@@ -206,7 +214,7 @@ impl Importer<'_> {
         }
         let mut nodes = Vec::new();
         for (i, n) in g.node.iter().enumerate() {
-            self.flatten_node(n, i, &mut nodes, &HashMap::new(), &HashMap::new(), "", 0, outer, &names, used, depth)?;
+            self.flatten_node(n, i, &mut nodes, &HashMap::new(), &HashMap::new(), "", 0, outer, &names)?;
         }
         let nodes = topo_sort(nodes, &names, outer)?;
         // Declare every node output first so annotations can attach to them.
@@ -238,8 +246,8 @@ impl Importer<'_> {
                 }
                 let id = match names.get(i) {
                     Some(id) => *id,
-                    None if outer.contains(i) => {
-                        let id = declare(&mut graph, &mut names, used, i, ValueType::Unknown);
+                    None if outer.contains_key(i) => {
+                        let id = declare(&mut graph, &mut names, used, i, outer[i].clone());
                         graph.captures.push(id);
                         id
                     }
@@ -248,14 +256,38 @@ impl Importer<'_> {
                 inputs.push(Some(id));
             }
             let outputs = n.outputs.iter().map(|o| (!o.is_empty()).then(|| names[o])).collect();
-            self.node(&mut graph, used, &mut consts, n, inputs, outputs)?;
+            let scope: Scope = match &n.scope {
+                None => Scope::new(),
+                Some(visible) => visible
+                    .iter()
+                    .map(|v| {
+                        let ty = match names.get(v) {
+                            Some(id) => graph.values[*id].ty.clone(),
+                            None => outer.get(v).cloned().unwrap_or_default(),
+                        };
+                        (v.clone(), ty)
+                    })
+                    .collect(),
+            };
+            let attrs = n
+                .raw_attrs
+                .iter()
+                .map(|a| {
+                    Ok(Attribute {
+                        name: a.name.clone().unwrap_or_default(),
+                        value: self.attribute(a, &scope, depth, used)?,
+                        doc_string: a.doc_string.clone().unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.node(&mut graph, used, &mut consts, n, attrs, inputs, outputs)?;
         }
         for vi in &g.output {
             let name = vi.name.clone().unwrap_or_default();
             let id = match names.get(&name) {
                 Some(id) => *id,
-                None if outer.contains(&name) => {
-                    let id = declare(&mut graph, &mut names, used, &name, ValueType::Unknown);
+                None if outer.contains_key(&name) => {
+                    let id = declare(&mut graph, &mut names, used, &name, outer[&name].clone());
                     graph.captures.push(id);
                     id
                 }
@@ -283,7 +315,7 @@ impl Importer<'_> {
     fn attribute(
         &mut self,
         a: &proto::AttributeProto,
-        scope: &HashSet<String>,
+        scope: &Scope,
         depth: usize,
         used: &mut HashSet<String>,
     ) -> Result<AttrValue> {
@@ -335,8 +367,9 @@ impl Importer<'_> {
         })
     }
 
-    /// Expands model-local function calls into their bodies (renaming values) and converts
-    /// attributes; pushes the resulting plain nodes.
+    /// Expands model-local function calls into their bodies (renaming values) and resolves
+    /// attribute references; pushes the resulting plain nodes (attributes are converted later,
+    /// when the node is imported, so graph bodies see the types of the values around them).
     #[allow(clippy::too_many_arguments)]
     fn flatten_node(
         &mut self,
@@ -347,10 +380,8 @@ impl Importer<'_> {
         caller_attrs: &HashMap<String, proto::AttributeProto>,
         prefix: &str,
         fdepth: usize,
-        outer: &HashSet<String>,
+        outer: &Scope,
         names: &HashMap<String, ValueId>,
-        used: &mut HashSet<String>,
-        gdepth: usize,
     ) -> Result<()> {
         let op_type = n.op_type.clone().unwrap_or_default();
         let domain = schemas::normalize_domain(n.domain.as_deref().unwrap_or("")).to_string();
@@ -400,40 +431,36 @@ impl Importer<'_> {
                 attrs.insert(a.name.clone().unwrap_or_default(), a);
             }
             for (k, inner) in f.node.iter().enumerate() {
-                self.flatten_node(inner, k, out, &inner_rename, &attrs, &call, fdepth + 1, outer, names, used, gdepth)?;
+                self.flatten_node(inner, k, out, &inner_rename, &attrs, &call, fdepth + 1, outer, names)?;
             }
             return Ok(());
         }
 
         // Nested graphs see every name visible at this point.
-        let mut scope: HashSet<String> = outer.clone();
-        scope.extend(names.keys().cloned());
-        for o in out.iter() {
-            scope.extend(o.outputs.iter().cloned());
-        }
-        scope.extend(inputs.iter().cloned());
-        let attrs = resolved_attrs
-            .iter()
-            .map(|a| {
-                Ok(Attribute {
-                    name: a.name.clone().unwrap_or_default(),
-                    value: self.attribute(a, &scope, gdepth, used)?,
-                    doc_string: a.doc_string.clone().unwrap_or_default(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let has_graph = resolved_attrs.iter().any(|a| a.g.is_some() || !a.graphs.is_empty());
+        let scope = has_graph.then(|| {
+            let mut scope: HashSet<String> = outer.keys().cloned().collect();
+            scope.extend(names.keys().cloned());
+            for o in out.iter() {
+                scope.extend(o.outputs.iter().cloned());
+            }
+            scope.extend(inputs.iter().cloned());
+            scope
+        });
         out.push(FlatNode {
             name,
             op_type,
             domain,
             inputs,
             outputs,
-            attrs,
+            raw_attrs: resolved_attrs,
+            scope,
             doc_string: n.doc_string.clone().unwrap_or_default(),
         });
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     #[allow(clippy::too_many_arguments)]
     fn node(
         &mut self,
@@ -441,6 +468,7 @@ impl Importer<'_> {
         used: &mut HashSet<String>,
         consts: &mut HashMap<ValueId, Tensor>,
         n: FlatNode,
+        attrs: Vec<Attribute>,
         inputs: Vec<Option<ValueId>>,
         outputs: Vec<Option<ValueId>>,
     ) -> Result<()> {
@@ -468,7 +496,7 @@ impl Importer<'_> {
                 node_name: n.name.clone(),
                 inputs: inputs.clone(),
                 outputs: outputs.clone(),
-                attrs: n.attrs.clone(),
+                attrs: attrs.clone(),
                 graph,
                 used_names: used,
                 consts,
@@ -490,7 +518,7 @@ impl Importer<'_> {
         }
         graph.nodes.push(ferry_ir::Node {
             name: n.name,
-            op: Op::Opaque(OpaqueOp { domain: n.domain, op_type: n.op_type, version, attributes: n.attrs }),
+            op: Op::Opaque(OpaqueOp { domain: n.domain, op_type: n.op_type, version, attributes: attrs }),
             inputs,
             outputs,
             doc_string: n.doc_string,
@@ -535,7 +563,7 @@ fn guess_attr_type(a: &proto::AttributeProto) -> proto::attribute_proto::Attribu
 }
 
 /// Orders nodes so every input is produced before use; rejects cycles and dangling names.
-fn topo_sort(nodes: Vec<FlatNode>, known: &HashMap<String, ValueId>, outer: &HashSet<String>) -> Result<Vec<FlatNode>> {
+fn topo_sort(nodes: Vec<FlatNode>, known: &HashMap<String, ValueId>, outer: &Scope) -> Result<Vec<FlatNode>> {
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
         for o in n.outputs.iter().filter(|o| !o.is_empty()) {
@@ -548,7 +576,7 @@ fn topo_sort(nodes: Vec<FlatNode>, known: &HashMap<String, ValueId>, outer: &Has
         for inp in n.inputs.iter().filter(|s| !s.is_empty()) {
             match producer.get(inp.as_str()) {
                 Some(p) => deps[i].push(*p),
-                None if known.contains_key(inp) || outer.contains(inp) => {}
+                None if known.contains_key(inp) || outer.contains_key(inp) => {}
                 None => dangling.push(format!("node '{}' ({}) reads '{inp}'", n.name, n.op_type)),
             }
         }
