@@ -6,7 +6,7 @@
 
 use crate::dtype::DType;
 use crate::graph::{Graph, Node, ValueId};
-use crate::ops::{AutoPad, BinaryOp, ConvTranspose, Op, Resize, Rnn, RnnDirection, UnaryOp};
+use crate::ops::{Attention, AutoPad, BinaryOp, ConvTranspose, Op, Resize, Rnn, RnnDirection, UnaryOp};
 use crate::shape::{Dim, Shape, normalize_axis};
 use crate::tensor::Tensor;
 use crate::value::ValueType;
@@ -594,6 +594,11 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             Ok(outs)
         }
         Op::Rnn(r) => Ok(rnn_shapes(r, shape(0), n_out).into_iter().map(|s| tensor(dtype(0), s)).collect()),
+        Op::Attention(a) => {
+            let [y, pk, pv, qk] = attention_shapes(a, [shape(0), shape(1), shape(2), shape(4), shape(5)])?;
+            let outs = [tensor(dtype(0), y), tensor(dtype(0), pk), tensor(dtype(2), pv), tensor(dtype(0), qk)];
+            Ok(outs.into_iter().take(n_out.max(1)).collect())
+        }
         // Control flow: output types come from the bodies; the runtime checks them per call.
         Op::If { then_branch, else_branch } => Ok(then_branch
             .outputs
@@ -890,6 +895,55 @@ fn resize_shape(r: &Resize, x: Option<Shape>, scales: Option<&Tensor>, sizes: Op
         }
     }
     Some(out)
+}
+
+/// Y, present_key, present_value and qk_matmul_output of Attention from the shapes of Q, K, V,
+/// past_key and past_value.
+fn attention_shapes(a: &Attention, s: [Option<Shape>; 5]) -> Result<[Option<Shape>; 4], String> {
+    let [q, k, v, past_k, past_v] = s;
+    let rank = q.as_ref().or(k.as_ref()).or(v.as_ref()).map(Shape::rank);
+    for x in [&q, &k, &v].into_iter().flatten() {
+        if Some(x.rank()) != rank || !(x.rank() == 3 || x.rank() == 4) {
+            return Err("Attention's Q, K and V must all be 3-D or all 4-D".into());
+        }
+    }
+    // Heads-major 4-D views: [batch, heads, seq, size].
+    let heads_major = |x: &Option<Shape>, heads: Option<u64>| -> Result<Option<Shape>, String> {
+        let Some(x) = x else { return Ok(None) };
+        if x.rank() == 4 {
+            return Ok(Some(x.clone()));
+        }
+        let h = heads.ok_or("3-D Attention inputs need q_num_heads and kv_num_heads")?;
+        let (b, seq, hidden) = (&x.0[0], &x.0[1], &x.0[2]);
+        if let Some(n) = hidden.known() {
+            if h == 0 || n % h != 0 {
+                return Err(format!("hidden size {n} is not a multiple of the head count {h}"));
+            }
+        }
+        Ok(Some(Shape(vec![b.clone(), Dim::Known(h), seq.clone(), hidden.floor_div(&Dim::Known(h))])))
+    };
+    let q4 = heads_major(&q, a.q_num_heads)?;
+    let k4 = heads_major(&k, a.kv_num_heads)?;
+    let v4 = heads_major(&v, a.kv_num_heads)?;
+    let append = |x: Option<Shape>, past: &Option<Shape>| -> Option<Shape> {
+        let mut x = x?;
+        if let Some(p) = past {
+            let p = p.0.get(2)?;
+            x.0[2] = p.add(&x.0[2]);
+        }
+        Some(x)
+    };
+    let present_k = append(k4, &past_k);
+    let present_v = append(v4, &past_v);
+    let dim = |x: &Option<Shape>, i: usize| x.as_ref().map_or(Dim::Unknown, |x| x.0[i].clone());
+    let y4 = [dim(&q4, 0), dim(&q4, 1), dim(&q4, 2), dim(&present_v, 3)];
+    let y = match rank {
+        Some(3) => Some(Shape(vec![y4[0].clone(), y4[2].clone(), y4[1].mul(&y4[3])])),
+        Some(_) => Some(Shape(y4.to_vec())),
+        None => None,
+    };
+    let scores = rank.map(|_| Shape(vec![dim(&q4, 0), dim(&q4, 1), dim(&q4, 2), dim(&present_k, 2)]));
+    Ok([y, present_k, present_v, scores])
 }
 
 /// Y, Y_h (and LSTM's Y_c) of a recurrent op.
