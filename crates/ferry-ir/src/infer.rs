@@ -1083,3 +1083,92 @@ mod shape_family_tests {
         assert_eq!(s, Some(Shape::known(&[3])));
     }
 }
+
+#[cfg(test)]
+mod attention_tests {
+    use super::*;
+    use crate::ops::{Attention, QkMatmulOutputMode};
+
+    fn attention(q_heads: Option<u64>, kv_heads: Option<u64>) -> Op {
+        Op::Attention(Attention {
+            is_causal: false,
+            q_num_heads: q_heads,
+            kv_num_heads: kv_heads,
+            qk_matmul_output_mode: QkMatmulOutputMode::Raw,
+            scale: None,
+            softcap: 0.0,
+            softmax_precision: None,
+            left_window_size: None,
+            right_window_size: None,
+        })
+    }
+
+    fn shapes(op: Op, inputs: &[Option<&[u64]>]) -> Vec<Option<Shape>> {
+        let types: Vec<ValueType> = inputs
+            .iter()
+            .map(|s| s.map_or(ValueType::Unknown, |s| ValueType::tensor(DType::F32, Shape::known(s))))
+            .collect();
+        let node = Node {
+            name: String::new(),
+            op,
+            inputs: inputs.iter().enumerate().map(|(i, s)| s.map(|_| i)).collect(),
+            outputs: (0..4).map(|i| Some(10 + i)).collect(),
+            doc_string: String::new(),
+        };
+        let consts = vec![None; inputs.len()];
+        infer_node(&node, &types, &consts).unwrap().iter().map(|t| t.shape().cloned()).collect()
+    }
+
+    /// Shapes of the ONNX backend cases test_attention_3d_gqa_with_past_and_present and
+    /// test_attention_3d_with_past_and_present_qk_matmul (3-D inputs, 4-D cache).
+    #[test]
+    fn three_d_with_cache() {
+        let (pk, pv): (&[u64], &[u64]) = (&[2, 3, 12, 8], &[2, 3, 12, 8]);
+        let s = shapes(
+            attention(Some(9), Some(3)),
+            &[Some(&[2, 4, 72]), Some(&[2, 6, 24]), Some(&[2, 6, 24]), Some(&[4, 18]), Some(pk), Some(pv)],
+        );
+        assert_eq!(s[0], Some(Shape::known(&[2, 4, 72])));
+        assert_eq!(s[1], Some(Shape::known(&[2, 3, 18, 8])));
+        assert_eq!(s[2], Some(Shape::known(&[2, 3, 18, 8])));
+        assert_eq!(s[3], Some(Shape::known(&[2, 9, 4, 18])));
+        let s = shapes(
+            attention(Some(3), Some(3)),
+            &[Some(&[2, 4, 24]), Some(&[2, 6, 24]), Some(&[2, 6, 24]), Some(&[4, 18]), Some(pk), Some(pv)],
+        );
+        assert_eq!(s[0], Some(Shape::known(&[2, 4, 24])));
+        assert_eq!(s[3], Some(Shape::known(&[2, 3, 4, 18])));
+    }
+
+    /// test_attention_4d_diff_heads_with_past_and_present: V's head size differs from Q/K's.
+    #[test]
+    fn four_d_value_head_size() {
+        let s = shapes(
+            attention(None, None),
+            &[
+                Some(&[2, 3, 4, 8]),
+                Some(&[2, 3, 6, 8]),
+                Some(&[2, 3, 6, 10]),
+                None,
+                Some(&[2, 3, 12, 8]),
+                Some(&[2, 3, 12, 10]),
+            ],
+        );
+        assert_eq!(s[0], Some(Shape::known(&[2, 3, 4, 10])));
+        assert_eq!(s[1], Some(Shape::known(&[2, 3, 18, 8])));
+        assert_eq!(s[2], Some(Shape::known(&[2, 3, 18, 10])));
+    }
+
+    #[test]
+    fn three_d_needs_head_counts() {
+        let types = vec![ValueType::tensor(DType::F32, Shape::known(&[2, 4, 24])); 3];
+        let node = Node {
+            name: String::new(),
+            op: attention(None, None),
+            inputs: vec![Some(0), Some(1), Some(2)],
+            outputs: vec![Some(3)],
+            doc_string: String::new(),
+        };
+        assert!(infer_node(&node, &types, &[None, None, None]).is_err());
+    }
+}
