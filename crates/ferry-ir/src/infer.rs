@@ -6,7 +6,7 @@
 
 use crate::dtype::DType;
 use crate::graph::{Graph, Node, ValueId};
-use crate::ops::{AutoPad, BinaryOp, ConvTranspose, Op, Resize, Rnn, RnnDirection, UnaryOp};
+use crate::ops::{Attention, AutoPad, BinaryOp, ConvTranspose, Op, Resize, Rnn, RnnDirection, UnaryOp};
 use crate::shape::{Dim, Shape, normalize_axis};
 use crate::tensor::Tensor;
 use crate::value::ValueType;
@@ -601,6 +601,11 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             Ok(outs)
         }
         Op::Rnn(r) => Ok(rnn_shapes(r, shape(0), n_out).into_iter().map(|s| tensor(dtype(0), s)).collect()),
+        Op::Attention(a) => {
+            let [y, pk, pv, qk] = attention_shapes(a, [shape(0), shape(1), shape(2), shape(4), shape(5)])?;
+            let outs = [tensor(dtype(0), y), tensor(dtype(0), pk), tensor(dtype(2), pv), tensor(dtype(0), qk)];
+            Ok(outs.into_iter().take(n_out.max(1)).collect())
+        }
         // Control flow: output types come from the bodies; the runtime checks them per call.
         Op::If { then_branch, else_branch } => Ok(then_branch
             .outputs
@@ -929,6 +934,55 @@ fn resize_shape(r: &Resize, x: Option<Shape>, scales: Option<&Tensor>, sizes: Op
     Some(out)
 }
 
+/// Y, present_key, present_value and qk_matmul_output of Attention from the shapes of Q, K, V,
+/// past_key and past_value.
+fn attention_shapes(a: &Attention, s: [Option<Shape>; 5]) -> Result<[Option<Shape>; 4], String> {
+    let [q, k, v, past_k, past_v] = s;
+    let rank = q.as_ref().or(k.as_ref()).or(v.as_ref()).map(Shape::rank);
+    for x in [&q, &k, &v].into_iter().flatten() {
+        if Some(x.rank()) != rank || !(x.rank() == 3 || x.rank() == 4) {
+            return Err("Attention's Q, K and V must all be 3-D or all 4-D".into());
+        }
+    }
+    // Heads-major 4-D views: [batch, heads, seq, size].
+    let heads_major = |x: &Option<Shape>, heads: Option<u64>| -> Result<Option<Shape>, String> {
+        let Some(x) = x else { return Ok(None) };
+        if x.rank() == 4 {
+            return Ok(Some(x.clone()));
+        }
+        let h = heads.ok_or("3-D Attention inputs need q_num_heads and kv_num_heads")?;
+        let (b, seq, hidden) = (&x.0[0], &x.0[1], &x.0[2]);
+        if let Some(n) = hidden.known() {
+            if h == 0 || n % h != 0 {
+                return Err(format!("hidden size {n} is not a multiple of the head count {h}"));
+            }
+        }
+        Ok(Some(Shape(vec![b.clone(), Dim::Known(h), seq.clone(), hidden.floor_div(&Dim::Known(h))])))
+    };
+    let q4 = heads_major(&q, a.q_num_heads)?;
+    let k4 = heads_major(&k, a.kv_num_heads)?;
+    let v4 = heads_major(&v, a.kv_num_heads)?;
+    let append = |x: Option<Shape>, past: &Option<Shape>| -> Option<Shape> {
+        let mut x = x?;
+        if let Some(p) = past {
+            let p = p.0.get(2)?;
+            x.0[2] = p.add(&x.0[2]);
+        }
+        Some(x)
+    };
+    let present_k = append(k4, &past_k);
+    let present_v = append(v4, &past_v);
+    let dim = |x: &Option<Shape>, i: usize| x.as_ref().map_or(Dim::Unknown, |x| x.0[i].clone());
+    let y4 = [dim(&q4, 0), dim(&q4, 1), dim(&q4, 2), dim(&present_v, 3)];
+    let y = match rank {
+        Some(3) => Some(Shape(vec![y4[0].clone(), y4[2].clone(), y4[1].mul(&y4[3])])),
+        Some(_) => Some(Shape(y4.to_vec())),
+        None => None,
+    };
+    let scores = rank.map(|_| Shape(vec![dim(&q4, 0), dim(&q4, 1), dim(&q4, 2), dim(&present_k, 2)]));
+    Ok([y, present_k, present_v, scores])
+}
+
 /// Y, Y_h (and LSTM's Y_c) of a recurrent op.
 fn rnn_shapes(r: &Rnn, x: Option<Shape>, n_out: usize) -> Vec<Option<Shape>> {
     let dirs = Dim::Known(if r.direction == RnnDirection::Bidirectional { 2 } else { 1 });
@@ -1159,5 +1213,94 @@ mod robustness_tests {
         let x4 = ValueType::tensor(DType::F32, Shape::known(&[1, 1, 8, 8]));
         let w4 = ValueType::tensor(DType::F32, Shape::known(&[1, 1, 3, 3]));
         assert!(infer_node(&node(conv, 2, 1), &[x4, w4], &[None, None]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod attention_tests {
+    use super::*;
+    use crate::ops::{Attention, QkMatmulOutputMode};
+
+    fn attention(q_heads: Option<u64>, kv_heads: Option<u64>) -> Op {
+        Op::Attention(Attention {
+            is_causal: false,
+            q_num_heads: q_heads,
+            kv_num_heads: kv_heads,
+            qk_matmul_output_mode: QkMatmulOutputMode::Raw,
+            scale: None,
+            softcap: 0.0,
+            softmax_precision: None,
+            left_window_size: None,
+            right_window_size: None,
+        })
+    }
+
+    fn shapes(op: Op, inputs: &[Option<&[u64]>]) -> Vec<Option<Shape>> {
+        let types: Vec<ValueType> = inputs
+            .iter()
+            .map(|s| s.map_or(ValueType::Unknown, |s| ValueType::tensor(DType::F32, Shape::known(s))))
+            .collect();
+        let node = Node {
+            name: String::new(),
+            op,
+            inputs: inputs.iter().enumerate().map(|(i, s)| s.map(|_| i)).collect(),
+            outputs: (0..4).map(|i| Some(10 + i)).collect(),
+            doc_string: String::new(),
+        };
+        let consts = vec![None; inputs.len()];
+        infer_node(&node, &types, &consts).unwrap().iter().map(|t| t.shape().cloned()).collect()
+    }
+
+    /// Shapes of the ONNX backend cases test_attention_3d_gqa_with_past_and_present and
+    /// test_attention_3d_with_past_and_present_qk_matmul (3-D inputs, 4-D cache).
+    #[test]
+    fn three_d_with_cache() {
+        let (pk, pv): (&[u64], &[u64]) = (&[2, 3, 12, 8], &[2, 3, 12, 8]);
+        let s = shapes(
+            attention(Some(9), Some(3)),
+            &[Some(&[2, 4, 72]), Some(&[2, 6, 24]), Some(&[2, 6, 24]), Some(&[4, 18]), Some(pk), Some(pv)],
+        );
+        assert_eq!(s[0], Some(Shape::known(&[2, 4, 72])));
+        assert_eq!(s[1], Some(Shape::known(&[2, 3, 18, 8])));
+        assert_eq!(s[2], Some(Shape::known(&[2, 3, 18, 8])));
+        assert_eq!(s[3], Some(Shape::known(&[2, 9, 4, 18])));
+        let s = shapes(
+            attention(Some(3), Some(3)),
+            &[Some(&[2, 4, 24]), Some(&[2, 6, 24]), Some(&[2, 6, 24]), Some(&[4, 18]), Some(pk), Some(pv)],
+        );
+        assert_eq!(s[0], Some(Shape::known(&[2, 4, 24])));
+        assert_eq!(s[3], Some(Shape::known(&[2, 3, 4, 18])));
+    }
+
+    /// test_attention_4d_diff_heads_with_past_and_present: V's head size differs from Q/K's.
+    #[test]
+    fn four_d_value_head_size() {
+        let s = shapes(
+            attention(None, None),
+            &[
+                Some(&[2, 3, 4, 8]),
+                Some(&[2, 3, 6, 8]),
+                Some(&[2, 3, 6, 10]),
+                None,
+                Some(&[2, 3, 12, 8]),
+                Some(&[2, 3, 12, 10]),
+            ],
+        );
+        assert_eq!(s[0], Some(Shape::known(&[2, 3, 4, 10])));
+        assert_eq!(s[1], Some(Shape::known(&[2, 3, 18, 8])));
+        assert_eq!(s[2], Some(Shape::known(&[2, 3, 18, 10])));
+    }
+
+    #[test]
+    fn three_d_needs_head_counts() {
+        let types = vec![ValueType::tensor(DType::F32, Shape::known(&[2, 4, 24])); 3];
+        let node = Node {
+            name: String::new(),
+            op: attention(None, None),
+            inputs: vec![Some(0), Some(1), Some(2)],
+            outputs: vec![Some(3)],
+            doc_string: String::new(),
+        };
+        assert!(infer_node(&node, &types, &[None, None, None]).is_err());
     }
 }

@@ -208,6 +208,72 @@ pub struct Resize {
     pub axes: Option<Vec<i64>>,
 }
 
+/// What [`Attention`]'s optional fourth output (`qk_matmul_output`) holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QkMatmulOutputMode {
+    /// The scaled `Q·Kᵀ` product (ONNX mode 0).
+    Raw,
+    /// After the softcap (equal to `Raw` without one), before the bias (mode 1).
+    Softcapped,
+    /// After softcap and bias (attention mask, causal and window masks, padding): the softmax
+    /// input (mode 2).
+    Biased,
+    /// The softmax output, with fully-masked rows zeroed, cast to Q's type (mode 3).
+    Softmax,
+}
+
+/// Scaled dot-product attention, ONNX `Attention` (23, 24, 25).
+///
+/// Inputs: `[Q, K, V, attn_mask?, past_key?, past_value?, nonpad_kv_seqlen?]`; outputs:
+/// `[Y, present_key?, present_value?, qk_matmul_output?]`.
+///
+/// * **Layouts.** 4-D inputs are `Q [batch, q_heads, q_seq, head_size]`,
+///   `K [batch, kv_heads, kv_seq, head_size]`, `V [batch, kv_heads, kv_seq, v_head_size]`, and
+///   `Y` is `[batch, q_heads, q_seq, v_head_size]`. 3-D inputs are `[batch, seq, hidden]` and need
+///   `q_num_heads`/`kv_num_heads`: Q's hidden splits into `q_num_heads` heads and K's/V's into
+///   `kv_num_heads` (reshape to `[batch, seq, heads, size]`, transpose to heads-major); `Y` is then
+///   transposed back and flattened to `[batch, q_seq, q_num_heads * v_head_size]`. Q, K and V have
+///   the same rank.
+/// * **GQA/MQA.** When Q has more heads than K/V (a multiple of them), each K/V head is repeated
+///   (interleaved: `h0, h0, h1, h1, ...`) to Q's head count.
+/// * **Cache.** With `past_key`/`past_value` (4-D, given together) K/V are appended to them along
+///   the sequence axis; `present_key`/`present_value` are those concatenations (always 4-D, the
+///   heads-major K/V when there is no past). `nonpad_kv_seqlen` (int64 `[batch]`, version 24+,
+///   not combined with a past) says how many leading keys of each batch entry are real: later
+///   keys get a `-inf` bias.
+/// * **Scores.** `Q·Kᵀ * scale` (computed as `(Q·√scale)·(Kᵀ·√scale)`), scale defaulting to
+///   `1/√head_size`; then the softcap `c·tanh(x/c)` when `softcap > 0`; then the bias is added;
+///   softmax along the key axis (in `softmax_precision` when given); then `·V`.
+/// * **Bias.** A bool `attn_mask` (true = attend) contributes `0`/`-inf`; any other mask type is
+///   added as is. The mask broadcasts (numpy rules) to `[batch, q_heads, q_seq, total_kv_seq]`; a
+///   mask shorter than total_kv_seq on its last axis is padded with `-inf` (false). `is_causal`
+///   adds `-inf` where key `j > i + offset` (bottom-right aligned: offset = past length, or
+///   `nonpad_kv_seqlen[b] - q_seq` for an external cache, else 0), composed additively with the
+///   mask. The window bounds (version 25) likewise mask keys with `i + offset - j > left` or
+///   `j - (i + offset) > right`.
+/// * **Fully-masked rows.** A query row whose whole bias is `-inf` yields zero probabilities (and
+///   so a zero `Y` row), not NaN.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attention {
+    pub is_causal: bool,
+    /// Heads of Q for 3-D inputs (None for 4-D inputs, whose heads axis says it).
+    pub q_num_heads: Option<u64>,
+    /// Heads of K and V for 3-D inputs.
+    pub kv_num_heads: Option<u64>,
+    pub qk_matmul_output_mode: QkMatmulOutputMode,
+    /// Multiplies `Q·Kᵀ`; None: `1/√head_size`.
+    pub scale: Option<f32>,
+    /// Soft cap `c` of the scores, applied as `c·tanh(x/c)` when `c > 0` (0: none).
+    pub softcap: f32,
+    /// Element type the softmax is computed in (None: Q's type).
+    pub softmax_precision: Option<DType>,
+    /// Version 25's sliding window: keys more than this many positions left of the query's
+    /// absolute position are masked (None: unbounded).
+    pub left_window_size: Option<u64>,
+    /// Keys more than this many positions right of the query's absolute position are masked.
+    pub right_window_size: Option<u64>,
+}
+
 /// An attribute value of an op the core set does not (yet) model: carried through unchanged.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
@@ -449,6 +515,8 @@ pub enum Op {
         axis: i64,
         block_size: u64,
     },
+    /// Fused scaled dot-product attention (see [`Attention`]).
+    Attention(Attention),
 
     // Signal processing. Complex values are a trailing dimension of 2 (real, imaginary).
     /// Discrete Fourier transform of `[x, dft_length?, axis]` (axis: a scalar, usually constant, counted
@@ -553,7 +621,11 @@ impl Op {
             | Op::CumSum { .. }
             | Op::GlobalPool { .. }
             | Op::Pool(_) => OpClass::Reduction,
-            Op::MatMul | Op::Conv(_) | Op::ConvTranspose(_) | Op::Einsum { .. } => OpClass::FusableOutput,
+            // Attention's Y is a contraction (probabilities · V): an elementwise epilogue on it can run in
+            // a fused kernel's final store, as after a GEMM. (present_key/value are plain copies.)
+            Op::MatMul | Op::Conv(_) | Op::ConvTranspose(_) | Op::Einsum { .. } | Op::Attention(_) => {
+                OpClass::FusableOutput
+            }
             Op::Constant(_)
             | Op::ConstantOfShape(_)
             | Op::Range

@@ -2,7 +2,7 @@
 //! core op does not compile until it has one (or an explicit refusal).
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
-use super::{control, elementwise, misc, nn, reduce, shape};
+use super::{attention, control, elementwise, misc, nn, reduce, shape};
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -36,6 +36,7 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
             nn::quantize_linear(c, *axis, *saturate, *block_size, *output_dtype)
         }
         Op::DequantizeLinear { axis, block_size } => nn::dequantize_linear(c, *axis, *block_size),
+        Op::Attention(a) => attention::attention(c, a),
         Op::Reduce { kind, keepdims, noop_with_empty_axes } => {
             reduce::reduce(c, *kind, *keepdims, *noop_with_empty_axes)
         }

@@ -1,6 +1,7 @@
 //! Core IR -> ONNX at a chosen opset. Each core op picks the form that opset has; ops whose
 //! source version is not expressible are collected, all of them, into one error.
 
+mod attention;
 mod control;
 pub mod ctx;
 mod elementwise;

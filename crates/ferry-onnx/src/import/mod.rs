@@ -2,6 +2,7 @@
 //! canonicalized into core ops; ops without a canonical form yet are carried as opaque nodes (and
 //! reported by `check`). Model-local functions are inlined.
 
+mod attention;
 mod control;
 pub mod ctx;
 mod elementwise;
@@ -29,7 +30,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
         return None;
     }
     let families: &[&[(&str, Canonicalizer)]] =
-        &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, misc::OPS];
+        &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, misc::OPS, attention::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
