@@ -2,6 +2,7 @@
 //! canonicalized into core ops; ops without a canonical form yet are carried as opaque nodes (and
 //! reported by `check`). Model-local functions are inlined.
 
+mod compose;
 mod control;
 pub mod ctx;
 mod elementwise;
@@ -27,7 +28,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, compose::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
