@@ -321,7 +321,8 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
                                 let total = s.0[a].known()?;
                                 let n = n_out as u64;
                                 let chunk = total.div_ceil(n);
-                                Dim::Known(if k as u64 == n - 1 { total - chunk * (n - 1) } else { chunk })
+                                // An uneven split that leaves the last output nothing (5 into 4) is invalid: unknown.
+                                Dim::Known(if k as u64 == n - 1 { total.checked_sub(chunk * (n - 1))? } else { chunk })
                             }
                         };
                         Some(out)

@@ -426,7 +426,8 @@ fn center_crop_pad(c: &mut NodeCtx) -> Result<Canon> {
     let left = bin(c, BinaryOp::Div, pad, two, "pad_left");
     let right = bin(c, BinaryOp::Sub, pad, left, "pad_right");
     let pads = concat(c, &[left, right], 0, "pads");
-    let padded = c.emit_temp(Op::Pad { mode: PadMode::Constant }, vec![Some(x), Some(pads), None, Some(axes_v)], "padded");
+    let padded =
+        c.emit_temp(Op::Pad { mode: PadMode::Constant }, vec![Some(x), Some(pads), None, Some(axes_v)], "padded");
     let diff = bin(c, BinaryOp::Sub, padded_sizes, target, "excess");
     let starts = bin(c, BinaryOp::Div, diff, two, "starts");
     let ends = bin(c, BinaryOp::Add, starts, target, "ends");
@@ -687,7 +688,9 @@ fn linear_attention(c: &mut NodeCtx) -> Result<Canon> {
         other => return Err(c.error(format!("unknown update_rule '{other}'"))),
     };
     if gating != decay.is_some() {
-        return Err(c.error(format!("update_rule '{rule}' {} the decay input", if gating { "needs" } else { "forbids" })));
+        return Err(
+            c.error(format!("update_rule '{rule}' {} the decay input", if gating { "needs" } else { "forbids" }))
+        );
     }
     if delta != beta.is_some() {
         return Err(c.error(format!("update_rule '{rule}' {} the beta input", if delta { "needs" } else { "forbids" })));

@@ -28,7 +28,8 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] = &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, compose::OPS];
+    let families: &[&[(&str, Canonicalizer)]] =
+        &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, compose::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
