@@ -3,6 +3,7 @@
 //! reported by `check`). Model-local functions are inlined.
 
 mod attention;
+mod compose;
 mod control;
 pub mod ctx;
 mod elementwise;
@@ -30,7 +31,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
         return None;
     }
     let families: &[&[(&str, Canonicalizer)]] =
-        &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, misc::OPS, attention::OPS];
+        &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, misc::OPS, attention::OPS, compose::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
