@@ -762,7 +762,7 @@ fn reshape(target: &[i64], data: Option<&Shape>, allowzero: bool) -> Result<Shap
         dims[at] = match (total.known(), rest.known()) {
             (Some(t), Some(r)) if r != 0 && t % r == 0 => Dim::Known(t / r),
             (Some(t), Some(r)) if r != 0 => return Err(format!("cannot reshape {t} elements into groups of {r}")),
-            _ if total == rest => Dim::Known(1),
+            _ if total == rest && total != Dim::Unknown => Dim::Known(1),
             _ => total.floor_div(&rest),
         };
     }
@@ -1202,6 +1202,12 @@ mod robustness_tests {
         let reshape = node(Op::Reshape { allowzero: false }, 2, 1);
         let unranked = ValueType::Tensor { dtype: Some(DType::F32), shape: None };
         assert!(infer_node(&reshape, &[unranked, ValueType::Unknown], &[None, Some(&target)]).is_ok());
+
+        // Two unknown sizes are not the same size: [?, 8] reshaped to [0, -1] keeps -1 unknown.
+        let partly = ValueType::tensor(DType::F32, Shape(vec![Dim::Unknown, Dim::Known(8)]));
+        let target = Tensor::from_i64(vec![2], &[0, -1]).unwrap();
+        let out = infer_node(&reshape, &[partly, ValueType::Unknown], &[None, Some(&target)]).unwrap();
+        assert_eq!(out[0].shape(), Some(&Shape(vec![Dim::Unknown, Dim::Unknown])));
 
         let conv = Op::Conv(Conv {
             kernel_shape: Some(vec![3]),
