@@ -1191,7 +1191,7 @@ mod robustness_tests {
     fn impossible_shapes_do_not_panic() {
         let x = ValueType::tensor(DType::F32, Shape::known(&[5]));
         let split = node(Op::Split { axis: 0, num_outputs: Some(4) }, 1, 4);
-        let out = infer_node(&split, &[x.clone()], &[None]).unwrap();
+        let out = infer_node(&split, std::slice::from_ref(&x), &[None]).unwrap();
         assert_eq!(out[3].shape(), None, "5 into 4 equal chunks leaves no valid last chunk");
 
         let runtime_split = node(Op::Split { axis: 0, num_outputs: None }, 2, 2);
