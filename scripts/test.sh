@@ -14,15 +14,17 @@ echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 
-echo "== Rust tests"
-cargo test --release --workspace --quiet 2>&1 | tee target/rust-tests.log | grep -E "^(test result|failures|error|thread|---- )" || true
+PY=target/venv/bin/python
+echo "== ONNX backend test data (generated once, cached under target/onnx-backend)"
+$PY tests/onnx_conformance/gen_cases.py
+
+echo "== Rust tests (unit, CLI, hostile files, reference-runtime conformance)"
+cargo test --release --workspace --quiet 2>&1 | tee target/rust-tests.log | grep -E "^(test result|failures|error|thread|---- |[0-9]+ passed, [0-9]+ failed|REGRESSION)" || true
 if grep -qE "^test result: FAILED|^error" target/rust-tests.log; then
     echo "Rust tests failed (see target/rust-tests.log)"; exit 1
 fi
 
-PY=target/venv/bin/python
 echo "== ONNX backend data round trip (same format, default opset)"
-$PY tests/onnx_conformance/gen_cases.py
 $PY tests/onnx_conformance/roundtrip.py -q
 echo "== ONNX backend data round trip (--opset 13)"
 $PY tests/onnx_conformance/roundtrip.py -q --opset 13
