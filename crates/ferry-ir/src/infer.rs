@@ -626,7 +626,8 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             Ok((0..n_out)
                 .map(|k| {
                     if k < carried {
-                        join(&input(k + 2), &body_out(k + 1))
+                        // The body output decides the kind (an optional may carry in and a sequence out).
+                        join(&body_out(k + 1), &input(k + 2))
                     } else {
                         match body_out(k + 1) {
                             ValueType::Tensor { dtype, shape } => {
