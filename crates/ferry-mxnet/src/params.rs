@@ -496,15 +496,24 @@ mod tests {
         v.extend(V2_MAGIC.to_le_bytes());
         v.extend(0i32.to_le_bytes());
         v.extend(2i32.to_le_bytes());
-        v.extend((1i64 << 31).to_le_bytes());
-        v.extend((1i64 << 31).to_le_bytes());
+        v.extend((1i64 << 30).to_le_bytes());
+        v.extend((1i64 << 30).to_le_bytes());
         v.extend([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let e = read_params(Bytes::from(v)).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
-        // A huge name length.
+        // An empty list is fine; a huge name count or length is not.
         let mut v = header(0);
         v.extend(0u64.to_le_bytes());
         assert!(read_params(Bytes::from(v.clone())).is_ok());
+        let mut v = header(0);
+        v.extend(u64::MAX.to_le_bytes());
+        assert!(read_params(Bytes::from(v)).is_err());
+        // Negative dims, unknown dtype flags and huge ranks are refused.
+        let mut v = header(1);
+        v.extend(V2_MAGIC.to_le_bytes());
+        v.extend(0i32.to_le_bytes());
+        v.extend(1000i32.to_le_bytes());
+        assert!(read_params(Bytes::from(v)).is_err());
         assert!(read_params(Bytes::from(vec![1, 2, 3])).is_err());
     }
 

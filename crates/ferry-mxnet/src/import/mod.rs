@@ -85,7 +85,6 @@ pub fn import_symbol(
     }
     let mut values: HashMap<(usize, usize), ValueId> = HashMap::new();
     let mut unknown: BTreeMap<String, usize> = BTreeMap::new();
-    let mut unbound = Vec::new();
     for (nid, n) in sym.nodes.iter().enumerate() {
         let attrs = n.effective_attrs();
         if n.op == "null" {
@@ -109,9 +108,6 @@ pub fn import_symbol(
                     Some(s) => Some(Shape::known(s)),
                     None => get("__shape__").and_then(var_shape),
                 };
-                if shape.as_ref().is_none_or(|s| s.to_known().is_none()) {
-                    unbound.push(n.name.clone());
-                }
                 let id = graph.add_value(&n.name, ValueType::Tensor { dtype: Some(dtype), shape });
                 graph.inputs.push(id);
                 values.insert((nid, 0), id);
@@ -179,17 +175,11 @@ pub fn import_symbol(
     for e in &sym.heads {
         graph.outputs.push(values[&(e.node, e.index)]);
     }
-    let mut not_carried = Vec::new();
-    if !unbound.is_empty() {
-        not_carried
-            .push(format!("shapes of input(s) {} (give them with --input-shape NAME=D1,D2,...)", unbound.join(", ")));
-    }
     let meta = ModelMeta {
         producer_name: "mxnet".into(),
         source_format: "mxnet".into(),
         source_versions: vec![("mxnet_version".into(), sym.mxnet_version())],
         ..Default::default()
     };
-    let _ = not_carried;
     Ok(Model { graph, meta })
 }

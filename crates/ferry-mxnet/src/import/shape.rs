@@ -160,7 +160,7 @@ pub fn reshape_dims(input: &[u64], spec: &[i64], reverse: bool) -> std::result::
     }
     if let Some(k) = infer {
         let rest: u64 = out.iter().enumerate().filter(|(j, _)| *j != k).map(|(_, d)| *d).product();
-        if rest == 0 || total % rest != 0 {
+        if rest == 0 || !total.is_multiple_of(rest) {
             return Err(format!("cannot infer -1 for {total} elements into {out:?}"));
         }
         out[k] = total / rest;
@@ -618,7 +618,7 @@ fn reshape_like(c: &mut NodeCtx) -> Result<()> {
 fn filled(c: &mut NodeCtx, v: f64) -> Result<()> {
     let shape = c.sizes("shape")?.unwrap_or_default();
     let dt = match c.attr("dtype") {
-        Some(d) => dtype_by_name(c, &d.to_string())?,
+        Some(d) => dtype_by_name(c, d)?,
         None => DType::F32,
     };
     let one = super::ctx::scalar_tensor(dt, v).ok_or_else(|| c.error("unsupported dtype"))?;
@@ -690,7 +690,7 @@ fn one_hot(c: &mut NodeCtx) -> Result<()> {
     let idx = c.input(0)?;
     let depth = c.int_opt("depth")?.ok_or_else(|| c.error("attribute 'depth' is required"))?;
     let dt = match c.attr("dtype") {
-        Some(d) => dtype_by_name(c, &d.to_string())?,
+        Some(d) => dtype_by_name(c, d)?,
         None => DType::F32,
     };
     let (on, off) = (c.float("on_value", 1.0)?, c.float("off_value", 0.0)?);
