@@ -4,6 +4,7 @@
 
 pub mod ctx;
 mod elementwise;
+mod index;
 mod nn;
 mod shape;
 
@@ -16,14 +17,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub type Canonicalizer = fn(&mut NodeCtx) -> Result<()>;
 
 fn canonicalizer(op: &str) -> Option<Canonicalizer> {
-    let families: &[&[(&str, Canonicalizer)]] = &[nn::OPS, elementwise::OPS, shape::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op).map(|(_, f)| *f)
 }
 
 /// Every MXNet op name ferry canonicalizes.
 pub fn supported_ops() -> Vec<&'static str> {
     let mut v: Vec<&str> =
-        [nn::OPS, elementwise::OPS, shape::OPS].iter().flat_map(|f| f.iter().map(|(n, _)| *n)).collect();
+        [nn::OPS, elementwise::OPS, shape::OPS, index::OPS].iter().flat_map(|f| f.iter().map(|(n, _)| *n)).collect();
     v.sort();
     v
 }
@@ -45,7 +46,8 @@ fn numbered_outputs(op: &str, attrs: &[(String, String)]) -> bool {
     let get = |k: &str| attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
     match op {
         "SliceChannel" | "split" | "_split_v2" | "_split_v2_backward" => true,
-        "topk" => get("ret_typ") == Some("both"),
+        "topk" => get("ret_typ") != Some("mask"),
+        "sort" => true,
         _ => false,
     }
 }

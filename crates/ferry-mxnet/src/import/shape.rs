@@ -402,7 +402,16 @@ fn arg_reduce(c: &mut NodeCtx, max: bool) -> Result<()> {
         None => {
             let shape = c.const_i64s(&[-1], "shape");
             let flat = c.emit_temp(Op::Reshape { allowzero: false }, vec![x, shape], "flat");
-            c.emit_temp(Op::ArgReduce { max, axis: 0, keepdims: true, select_last_index: false }, vec![flat], "index")
+            let i =
+                c.emit_temp(Op::ArgReduce { max, axis: 0, keepdims: true, select_last_index: false }, vec![flat], "index");
+            if keepdims {
+                // Every axis kept, each of size 1.
+                let rank = c.input_rank(0)?;
+                let ones = c.const_i64s(&vec![1; rank], "shape");
+                c.emit_temp(Op::Reshape { allowzero: false }, vec![i, ones], "index_kept")
+            } else {
+                i
+            }
         }
     };
     c.emit_out(cast_op(dt), vec![r], 0);
@@ -696,13 +705,21 @@ fn one_hot(c: &mut NodeCtx) -> Result<()> {
     let (on, off) = (c.float("on_value", 1.0)?, c.float("off_value", 0.0)?);
     let i = c.emit_temp(cast_op(DType::I64), vec![idx], "indices");
     let d = c.constant(Tensor::scalar_i64(depth), "depth");
+    // Values in float32, cast afterwards: runtimes lack OneHot for most value types.
+    let out_dt = dt;
+    let dt = DType::F32;
     let mut vals = super::ctx::scalar_tensor(dt, off).ok_or_else(|| c.error("unsupported dtype"))?;
     let on_t = super::ctx::scalar_tensor(dt, on).ok_or_else(|| c.error("unsupported dtype"))?;
     let mut raw = vals.raw().unwrap().to_vec();
     raw.extend_from_slice(on_t.raw().unwrap());
     vals = Tensor::from_raw(dt, vec![2], bytes::Bytes::from(raw))?;
     let v = c.constant(vals, "values");
-    c.emit_out(Op::OneHot { axis: -1 }, vec![i, d, v], 0);
+    if out_dt == DType::F32 {
+        c.emit_out(Op::OneHot { axis: -1 }, vec![i, d, v], 0);
+    } else {
+        let o = c.emit_temp(Op::OneHot { axis: -1 }, vec![i, d, v], "one_hot");
+        c.emit_out(cast_op(out_dt), vec![o], 0);
+    }
     Ok(())
 }
 
