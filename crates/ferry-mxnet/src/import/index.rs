@@ -69,10 +69,11 @@ fn top(c: &mut NodeCtx, x: ValueId, axis: i64, k: i64, largest: bool) -> (ValueI
 fn topk(c: &mut NodeCtx) -> Result<()> {
     let x = c.input(0)?;
     let rank = c.input_rank(0)?;
-    let axis = match c.int_opt("axis")? {
-        Some(a) => norm_axis(c, a, rank)? as i64,
-        None => return Err(c.error("topk with axis=None is not supported yet")),
-    };
+    let explicit_none = c.attrs.iter().any(|(k, v)| k == "axis" && v.trim() == "None");
+    if explicit_none {
+        return Err(c.error("topk with axis=None is not supported yet"));
+    }
+    let axis = norm_axis(c, c.int("axis", -1)?, rank)? as i64;
     let k = c.int("k", 1)?;
     let k = if k <= 0 { known_dims(c, x)?[axis as usize] as i64 } else { k };
     let largest = !c.bool("is_ascend", false)?;

@@ -46,7 +46,7 @@ fn numbered_outputs(op: &str, attrs: &[(String, String)]) -> bool {
     let get = |k: &str| attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
     match op {
         "SliceChannel" | "split" | "_split_v2" | "_split_v2_backward" => true,
-        "topk" => get("ret_typ") != Some("mask"),
+        "topk" => matches!(get("ret_typ"), Some("value" | "both")),
         "sort" => true,
         _ => false,
     }

@@ -12,6 +12,7 @@ pub const OPS: &[(&str, Canonicalizer)] = &[
     ("Flatten", flatten),
     ("flatten", flatten),
     ("Concat", concat),
+    ("_rnn_param_concat", concat),
     ("concat", concat),
     ("Reshape", reshape),
     ("reshape", reshape),
@@ -402,8 +403,11 @@ fn arg_reduce(c: &mut NodeCtx, max: bool) -> Result<()> {
         None => {
             let shape = c.const_i64s(&[-1], "shape");
             let flat = c.emit_temp(Op::Reshape { allowzero: false }, vec![x, shape], "flat");
-            let i =
-                c.emit_temp(Op::ArgReduce { max, axis: 0, keepdims: true, select_last_index: false }, vec![flat], "index");
+            let i = c.emit_temp(
+                Op::ArgReduce { max, axis: 0, keepdims: true, select_last_index: false },
+                vec![flat],
+                "index",
+            );
             if keepdims {
                 // Every axis kept, each of size 1.
                 let rank = c.input_rank(0)?;
@@ -625,7 +629,10 @@ fn reshape_like(c: &mut NodeCtx) -> Result<()> {
 }
 
 fn filled(c: &mut NodeCtx, v: f64) -> Result<()> {
-    let shape = c.sizes("shape")?.unwrap_or_default();
+    // A 0 dim is "unknown" in legacy shape semantics (MXNet infers it from the consumers, e.g.
+    // an RNN begin state's batch size): size 1 broadcasts against whatever it meets, and the
+    // value is the same everywhere.
+    let shape: Vec<u64> = c.sizes("shape")?.unwrap_or_default().into_iter().map(|d| d.max(1)).collect();
     let dt = match c.attr("dtype") {
         Some(d) => dtype_by_name(c, d)?,
         None => DType::F32,
@@ -704,6 +711,11 @@ fn one_hot(c: &mut NodeCtx) -> Result<()> {
     };
     let (on, off) = (c.float("on_value", 1.0)?, c.float("off_value", 0.0)?);
     let i = c.emit_temp(cast_op(DType::I64), vec![idx], "indices");
+    // MXNet gives negative indices an all-off row; ONNX would count them from the end.
+    let zero = c.scalar(DType::I64, 0.0, "zero")?;
+    let neg = c.emit_temp(Op::Binary(BinaryOp::Less), vec![i, zero], "negative");
+    let off_row = c.scalar(DType::I64, depth as f64, "off_row")?;
+    let i = c.emit_temp(Op::Where, vec![neg, off_row, i], "indices_fixed");
     let d = c.constant(Tensor::scalar_i64(depth), "depth");
     // Values in float32, cast afterwards: runtimes lack OneHot for most value types.
     let out_dt = dt;
