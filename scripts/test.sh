@@ -36,6 +36,9 @@ $PY tests/onnx_conformance/roundtrip.py -q | tee target/roundtrip-default.txt
 echo "== ONNX backend data round trip (--opset 13)"
 $PY tests/onnx_conformance/roundtrip.py -q --opset 13 | tee target/roundtrip-opset13.txt
 
+echo "== MXNet models and op fixtures (../shared/mxnet) -> ONNX -> onnxruntime vs MXNet's recorded outputs"
+$PY tests/mxnet/compare_onnx.py target/release/ferry -q | tee target/mxnet-onnx.txt
+
 count() { grep -oE "^[0-9]+ passed, [0-9]+ failed" "$1" | tail -n 1; }
 echo
 echo "== summary"
@@ -43,9 +46,11 @@ echo "Rust unit/integration tests: ${rust_passed} passed, 0 failed"
 echo "reference runtime, backend cases: $(count target/runtime-tests.log)"
 echo "convert round trip, same opset:   $(count target/roundtrip-default.txt)"
 echo "convert round trip, --opset 13:   $(count target/roundtrip-opset13.txt)"
-echo "(failed cases above are known and listed with reasons under target/onnx-backend/; any case in"
-echo " tests/onnx_conformance/expected/ that fails, any crash, and any Rust test failure fail this run)"
+echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
+echo "(failed cases above are known and listed with reasons under target/; any case in"
+echo " tests/*/expected* that fails, any crash, and any Rust test failure fail this run)"
 r=$(count target/runtime-tests.log | awk '{print $1}')
 d=$(count target/roundtrip-default.txt | awk '{print $1}')
 o=$(count target/roundtrip-opset13.txt | awk '{print $1}')
-echo "$((rust_passed + r + d + o)) passed, 0 failed"
+m=$(count target/mxnet-onnx.txt | awk '{print $1}')
+echo "$((rust_passed + r + d + o + m)) passed, 0 failed"

@@ -7,12 +7,15 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Onnx,
+    /// Apache MXNet: `prefix-symbol.json` + `prefix-NNNN.params`.
+    MxNet,
 }
 
 impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Onnx => "onnx",
+            Format::MxNet => "mxnet",
         }
     }
 
@@ -43,9 +46,12 @@ impl Format {
         if head.first() == Some(&0x08) {
             return Ok(Format::Onnx);
         }
-        if name.ends_with(".json") || name.ends_with(".params") {
+        if name.ends_with(".json") && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            return Ok(Format::MxNet);
+        }
+        if name.ends_with(".params") {
             return Err(Error::Usage(format!(
-                "{}: MXNet models are not supported yet (see docs/support.md)",
+                "{}: an MXNet .params file holds only weights: give the prefix-symbol.json beside it (and --params FILE)",
                 path.display()
             )));
         }

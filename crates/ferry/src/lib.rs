@@ -26,6 +26,8 @@ pub enum Error {
     #[error("{0}")]
     Onnx(#[from] ferry_onnx::OnnxError),
     #[error("{0}")]
+    Mxnet(#[from] ferry_mxnet::MxnetError),
+    #[error("{0}")]
     Usage(String),
 }
 
@@ -33,8 +35,31 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Reads a model file; the format comes from the file name and, failing that, its contents.
 pub fn load(path: &Path) -> Result<Model> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// What some formats need besides the model file.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// MXNet: the `.params` file (default: `prefix-0000.params` beside `prefix-symbol.json`).
+    pub params: Option<std::path::PathBuf>,
+    /// Shapes for graph inputs, by name (MXNet symbol JSON usually has none).
+    pub input_shapes: Vec<(String, Vec<u64>)>,
+}
+
+/// [`load`] with format-specific options.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model> {
     match Format::detect(path)? {
-        Format::Onnx => Ok(ferry_onnx::load(path)?),
+        Format::Onnx => {
+            if opts.params.is_some() || !opts.input_shapes.is_empty() {
+                return Err(Error::Usage("--params and --input-shape apply to MXNet models only".into()));
+            }
+            Ok(ferry_onnx::load(path)?)
+        }
+        Format::MxNet => {
+            let o = ferry_mxnet::LoadOptions { params: opts.params.clone(), input_shapes: opts.input_shapes.clone() };
+            Ok(ferry_mxnet::load(path, &o)?)
+        }
     }
 }
 
@@ -65,5 +90,6 @@ pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<()> {
             };
             Ok(ferry_onnx::save(model, path, &o)?)
         }
+        Format::MxNet => Err(Error::Usage("writing MXNet models is not supported yet".into())),
     }
 }

@@ -11,6 +11,8 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    source: super::source::SourceArgs,
 }
 
 fn severity_name(s: Severity) -> &'static str {
@@ -22,13 +24,13 @@ fn severity_name(s: Severity) -> &'static str {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Refusal> {
-    let (valid, findings) = match ferry::load(&a.model) {
+    let (valid, findings) = match a.source.load(&a.model) {
         Ok(model) => {
             let r = ferry::check(&model);
             (r.is_valid(), r.findings)
         }
         // A model that cannot be read is invalid: report it like any other finding.
-        Err(e) => (false, vec![ferry::Finding { severity: Severity::Error, node: None, message: e.to_string() }]),
+        Err(e) => (false, vec![ferry::Finding { severity: Severity::Error, node: None, message: e.0 }]),
     };
     if a.json {
         let list: Vec<_> = findings

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model to convert (.onnx).
+    /// The model to convert (.onnx, or MXNet prefix-symbol.json).
     input: PathBuf,
     /// Where to write the result; the format comes from its name (.onnx).
     #[arg(short, long)]
@@ -20,6 +20,8 @@ pub struct Args {
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    source: super::source::SourceArgs,
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Refusal> {
@@ -27,7 +29,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         return Err(Refusal(format!("output {} is the input file; choose another name", a.output.display())));
     }
     let start = Instant::now();
-    let model = ferry::load(&a.input)?;
+    let model = a.source.load(&a.input)?;
     for what in &model.meta.not_carried {
         eprintln!("warning: {what} in the input are not carried into the output");
     }

@@ -12,6 +12,8 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    source: super::source::SourceArgs,
 }
 
 fn io_json(g: &Graph, ids: &[usize]) -> Vec<Value> {
@@ -29,7 +31,7 @@ fn io_json(g: &Graph, ids: &[usize]) -> Vec<Value> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Refusal> {
-    let model = ferry::load(&a.model)?;
+    let model = a.source.load(&a.model)?;
     let g = &model.graph;
     // Graph inputs that have an initializer are optional overrides, not real inputs.
     let inputs: Vec<usize> = g.inputs.iter().copied().filter(|i| g.initializer(*i).is_none()).collect();

@@ -1,0 +1,34 @@
+//! Import behaviour that does not need the shared corpus.
+
+use ferry_mxnet::import::import_symbol;
+use ferry_mxnet::read_symbol;
+use std::collections::HashMap;
+
+#[test]
+fn unknown_ops_are_listed_in_one_error() {
+    let json = br#"{"nodes": [
+        {"op": "null", "name": "data", "inputs": []},
+        {"op": "FancyOp", "name": "a", "inputs": [[0, 0, 0]]},
+        {"op": "OtherOp", "name": "b", "inputs": [[1, 0, 0]]},
+        {"op": "FancyOp", "name": "c", "inputs": [[2, 0, 0]]}
+    ], "arg_nodes": [0], "heads": [[3, 0, 0]]}"#;
+    let sym = read_symbol(json).unwrap();
+    let e = import_symbol(&sym, &HashMap::new(), &HashMap::new()).unwrap_err().to_string();
+    assert!(e.contains("FancyOp (2)") && e.contains("OtherOp (1)"), "{e}");
+}
+
+#[test]
+fn outputs_keep_mxnet_names_and_order() {
+    let json = br#"{"nodes": [
+        {"op": "null", "name": "data", "inputs": []},
+        {"op": "SliceChannel", "name": "s", "attrs": {"num_outputs": "2"}, "inputs": [[0, 0, 0]]},
+        {"op": "relu", "name": "r", "inputs": [[1, 1, 0]]}
+    ], "arg_nodes": [0], "heads": [[2, 0, 0], [1, 0, 0]]}"#;
+    let sym = read_symbol(json).unwrap();
+    let shapes = HashMap::from([("data".to_string(), vec![2, 4])]);
+    let m = import_symbol(&sym, &HashMap::new(), &shapes).unwrap();
+    let names: Vec<&str> = m.graph.outputs.iter().map(|o| m.graph.values[*o].name.as_str()).collect();
+    assert_eq!(names, ["r_output", "s_output0"]);
+    let input = &m.graph.values[m.graph.inputs[0]];
+    assert_eq!(input.ty.to_string(), "f32[2,4]");
+}

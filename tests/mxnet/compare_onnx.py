@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Convert every MXNet model and op fixture in ../shared/mxnet to ONNX with ferry, run the result
+with onnxruntime on the recorded inputs and compare with MXNet's recorded outputs
+(max abs diff <= 1e-3 * max|ref|).
+
+usage: compare_onnx.py FERRY_BINARY [--shared DIR] [--filter REGEX] [--keep DIR] [-q]
+Prints one line per case and a final "N passed, N failed" line; exit status 1 if any failed.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnxruntime as ort
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared"))
+
+
+def cases(shared, regex):
+    root = os.path.join(shared, "mxnet")
+    for kind in ("models", "ops"):
+        d = os.path.join(root, kind)
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            case = os.path.join(d, name)
+            if not os.path.isfile(os.path.join(case, "meta.json")):
+                continue
+            label = f"{kind}/{name}"
+            if regex and not re.search(regex, label):
+                continue
+            yield label, case
+
+
+def compare(got, ref):
+    if got.shape != ref.shape:
+        return f"shape {list(got.shape)} != {list(ref.shape)}"
+    if ref.size == 0:
+        return None
+    if ref.dtype.kind in "biu" or ref.dtype == np.bool_:
+        if not np.array_equal(got.astype(ref.dtype), ref):
+            return f"values differ ({int(np.sum(got.astype(ref.dtype) != ref))} elements)"
+        return None
+    g = got.astype(np.float64)
+    r = ref.astype(np.float64)
+    scale = float(np.max(np.abs(r))) if r.size else 0.0
+    if not np.all(np.isfinite(r) == np.isfinite(g)):
+        return "non-finite values differ"
+    fin = np.isfinite(r)
+    diff = float(np.max(np.abs(g[fin] - r[fin]))) if fin.any() else 0.0
+    tol = 1e-3 * scale if scale > 0 else 1e-6
+    if diff > tol:
+        return f"max abs diff {diff:.3g} > {tol:.3g} (max|ref| {scale:.3g})"
+    return None
+
+
+def run_case(ferry, case, out_dir):
+    meta = json.load(open(os.path.join(case, "meta.json")))
+    onnx_path = os.path.join(out_dir, "model.onnx")
+    cmd = [ferry, "convert", os.path.join(case, "model-symbol.json"), "-o", onnx_path]
+    for i in meta["inputs"]:
+        cmd += ["--input-shape", f"{i['name']}=" + ",".join(str(d) for d in i["shape"])]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return "convert: " + (p.stderr.strip().splitlines() or ["failed"])[-1]
+    try:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001
+        return "onnxruntime load: " + str(e).splitlines()[0][:300]
+    feeds = {}
+    for i in meta["inputs"]:
+        feeds[i["name"]] = np.load(os.path.join(case, i["file"]))
+    names = [o.name for o in sess.get_outputs()]
+    want_names = [o["name"] for o in meta["outputs"]]
+    try:
+        outs = sess.run(None, feeds)
+    except Exception as e:  # noqa: BLE001
+        return "onnxruntime run: " + str(e).splitlines()[0][:300]
+    if len(outs) != len(meta["outputs"]):
+        return f"{len(outs)} outputs, MXNet has {len(meta['outputs'])}"
+    problems = []
+    if names != want_names:
+        problems.append(f"output names {names} != {want_names}")
+    for k, o in enumerate(meta["outputs"]):
+        ref = np.load(os.path.join(case, o["file"]))
+        why = compare(np.asarray(outs[k]), ref)
+        if why:
+            problems.append(f"output {k} ({o['name']}): {why}")
+    return "; ".join(problems) or None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("ferry")
+    ap.add_argument("--shared", default=os.environ.get("FERRY_SHARED", DEFAULT_SHARED))
+    ap.add_argument("--filter", default="")
+    ap.add_argument("--keep", help="keep converted models under this directory")
+    ap.add_argument("-q", action="store_true", help="print failures only")
+    ap.add_argument("--expected", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected.txt"),
+                    help="cases that must pass (a failing one fails the run); missing file: all must pass")
+    ap.add_argument("--update-expected", action="store_true", help="rewrite the expected list with the passes")
+    a = ap.parse_args()
+    if not os.path.isdir(os.path.join(a.shared, "mxnet")):
+        print(f"skipped: {a.shared}/mxnet not found")
+        print("0 passed, 0 failed")
+        return 0
+    passed = failed = 0
+    passes = []
+    failures = {}
+    for label, case in cases(a.shared, a.filter):
+        if a.keep:
+            out_dir = os.path.join(a.keep, label.replace("/", "__"))
+            os.makedirs(out_dir, exist_ok=True)
+            why = run_case(a.ferry, case, out_dir)
+        else:
+            with tempfile.TemporaryDirectory() as out_dir:
+                why = run_case(a.ferry, case, out_dir)
+        if why:
+            failed += 1
+            failures[label] = why
+            print(f"FAIL {label}: {why}")
+        else:
+            passed += 1
+            passes.append(label)
+            if not a.q:
+                print(f"ok   {label}")
+        sys.stdout.flush()
+    if a.update_expected:
+        with open(a.expected, "w") as f:
+            f.write("".join(p + "\n" for p in sorted(passes)))
+    expected = None
+    if os.path.exists(a.expected):
+        with open(a.expected) as f:
+            expected = {line.strip() for line in f if line.strip()}
+    regressions = sorted(failures) if expected is None else sorted(c for c in failures if c in expected)
+    new = [] if expected is None else sorted(c for c in passes if c not in expected)
+    if new:
+        print(f"{len(new)} case(s) newly pass; record them with --update-expected")
+    for c in regressions:
+        print(f"REGRESSION {c}: {failures[c]}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if regressions else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
