@@ -1,8 +1,9 @@
 //! docs/support.md is generated from the code (the op schema table and the import tables) and
 //! this test fails when the checked-in file differs. Regenerate with
-//! `FERRY_BLESS=1 cargo test -p ferry-onnx --test support_doc`.
+//! `FERRY_BLESS=1 cargo test -p ferry --test support_doc`.
 
 use ferry_onnx::import::is_canonicalized;
+
 use ferry_onnx::schema_table::{LATEST_ML_OPSET, LATEST_OPSET, SCHEMAS};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -48,7 +49,19 @@ fn generate() -> String {
         writeln!(out).unwrap();
     }
     writeln!(out, "Totals: {core} ops canonicalized, {carried} carried.").unwrap();
-    writeln!(out, "\n## MXNet\n\nNot supported yet (its own issue).").unwrap();
+    let mx = ferry_mxnet::import::supported_ops();
+    writeln!(
+        out,
+        "\n## MXNet (symbol JSON + .params, MXNet 1.x)\n\n\
+         These {} MXNet op names are read and canonicalized into core ops (aliases included). Any\n\
+         other op is refused with one error listing every unsupported op of the model.\n",
+        mx.len()
+    )
+    .unwrap();
+    writeln!(out, "| MXNet op | ferry |\n|---|---|").unwrap();
+    for op in mx {
+        writeln!(out, "| {op} | read |").unwrap();
+    }
     out
 }
 
@@ -61,5 +74,5 @@ fn support_doc_is_up_to_date() {
         return;
     }
     let have = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(have == want, "docs/support.md is stale: run FERRY_BLESS=1 cargo test -p ferry-onnx --test support_doc");
+    assert!(have == want, "docs/support.md is stale: run FERRY_BLESS=1 cargo test -p ferry --test support_doc");
 }
