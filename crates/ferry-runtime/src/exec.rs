@@ -1,9 +1,11 @@
 //! The executor: runs nodes in order, frees values after their last use, and runs control-flow
 //! bodies with access to the enclosing graphs' values.
 
-use crate::kernels;
-use crate::{RunError, Value};
-use ferry_ir::{Graph, Model, Op};
+use crate::array::Array;
+use crate::kernels::{self, indexing};
+use crate::{RunError, Value, map_array};
+use ferry_ir::ops::Scan;
+use ferry_ir::{Graph, Model, Op, ValueType};
 
 /// A model ready to run: checked once, run many times (from many threads at once).
 #[derive(Debug)]
@@ -104,6 +106,10 @@ pub(crate) fn run_graph(g: &Graph, inputs: Vec<Option<Value>>, parent: Option<&F
                 LoopError::Message(m) => err(m),
                 LoopError::Run(r) => r,
             })?,
+            Op::Scan(scan) => run_scan(scan, args, node.outputs.len(), &frame).map_err(|e| match e {
+                LoopError::Message(m) => err(m),
+                LoopError::Run(r) => r,
+            })?,
             op => kernels::run(op, &args, node.outputs.len()).map_err(err)?,
         };
         for (slot, v) in node.outputs.iter().zip(outs) {
@@ -186,8 +192,194 @@ fn run_loop(
         i += 1;
     }
     let mut outs = carried;
-    for s in scans {
-        outs.push(Some(kernels::stack(&s).map_err(LoopError::Message)?));
+    for (k, s) in scans.into_iter().enumerate() {
+        let stacked = if s.is_empty() {
+            let ty = body.outputs.get(1 + n_carried + k).map(|o| &body.values[*o].ty);
+            empty_stack(ty, 0)
+        } else {
+            kernels::stack(&s)
+        };
+        outs.push(Some(stacked.map_err(LoopError::Message)?));
     }
     Ok(outs)
+}
+
+/// The stack of zero per-iteration values of type `ty` along `axis`: possible only when the
+/// body's output type gives the element's dtype and full shape.
+fn empty_stack(ty: Option<&ValueType>, axis: i64) -> Result<Value, String> {
+    let element = match ty {
+        Some(ValueType::Tensor { dtype: Some(d), shape: Some(s) }) => s.to_known().map(|dims| (*d, dims)),
+        _ => None,
+    };
+    let Some((dtype, dims)) = element else {
+        return Err(format!(
+            "zero iterations, and the body's scan output type ({}) does not give the element shape, so the \
+             empty result's shape is unknown",
+            ty.map_or("missing".to_string(), |t| t.to_string())
+        ));
+    };
+    let mut shape: Vec<usize> = dims.iter().map(|d| *d as usize).collect();
+    shape.insert(indexing::norm_axis(axis, shape.len() + 1)?, 0);
+    Ok(kernels::tensor_value(indexing::take(&indexing::zero(dtype)?, &[], &shape, None)?))
+}
+
+/// ONNX Scan (9+): inputs (states..., scan_inputs...), body (states..., scan slices...) ->
+/// (states..., scan output slices...); node outputs are the final states, then each scan output
+/// stacked along its axis (in reverse iteration order when its direction is reversed).
+fn run_scan(s: &Scan, args: Vec<Option<Value>>, n_out: usize, frame: &Frame) -> Result<Vec<Option<Value>>, LoopError> {
+    let msg = LoopError::Message;
+    let m = s.num_scan_inputs as usize;
+    let n = args.len().checked_sub(m).ok_or_else(|| msg(format!("Scan has fewer inputs than its {m} scan inputs")))?;
+    let n_scan_out = n_out.checked_sub(n).ok_or_else(|| msg("Scan has fewer outputs than states".into()))?;
+    let mut states: Vec<Option<Value>> = args[..n].to_vec();
+    let mut inputs: Vec<(Array, usize, bool)> = Vec::with_capacity(m);
+    for j in 0..m {
+        let a = kernels::array(&args, n + j).map_err(msg)?;
+        let ax = indexing::norm_axis(s.scan_input_axes.get(j).copied().unwrap_or(0), a.shape().len()).map_err(msg)?;
+        inputs.push((a, ax, s.scan_input_reverse.get(j).copied().unwrap_or(false)));
+    }
+    let iterations = inputs.first().map_or(0, |(a, ax, _)| a.shape()[*ax]);
+    if let Some((a, ax, _)) = inputs.iter().find(|(a, ax, _)| a.shape()[*ax] != iterations) {
+        return Err(msg(format!("scan inputs differ in length: {iterations} and {} (axis {ax})", a.shape()[*ax])));
+    }
+    let mut scans: Vec<Vec<Value>> = vec![Vec::new(); n_scan_out];
+    for t in 0..iterations {
+        let mut body_inputs = states.clone();
+        for (a, ax, rev) in &inputs {
+            let i = if *rev { iterations - 1 - t } else { t };
+            let slice = map_array!(a.clone(), x => x.index_axis(ndarray::Axis(*ax), i).to_owned());
+            body_inputs.push(Some(kernels::tensor_value(slice)));
+        }
+        let outs = run_graph(&s.body, body_inputs, Some(frame)).map_err(LoopError::Run)?;
+        if outs.len() != n + n_scan_out {
+            return Err(msg(format!("Scan body returned {} outputs, expected {}", outs.len(), n + n_scan_out)));
+        }
+        let mut it = outs.into_iter();
+        for st in states.iter_mut() {
+            *st = it.next();
+        }
+        for (sc, v) in scans.iter_mut().zip(it) {
+            sc.push(v);
+        }
+    }
+    let mut outs = states;
+    for (k, mut parts) in scans.into_iter().enumerate() {
+        let axis = s.scan_output_axes.get(k).copied().unwrap_or(0);
+        if s.scan_output_reverse.get(k).copied().unwrap_or(false) {
+            parts.reverse();
+        }
+        let stacked = if parts.is_empty() {
+            empty_stack(s.body.outputs.get(n + k).map(|o| &s.body.values[*o].ty), axis)
+        } else {
+            parts
+                .iter()
+                .map(|p| {
+                    p.tensor().ok_or_else(|| "scan outputs must be tensors".to_string()).and_then(Array::from_tensor)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|arrays| indexing::stack_along(&arrays, axis))
+                .map(kernels::tensor_value)
+        };
+        outs.push(Some(stacked.map_err(msg)?));
+    }
+    Ok(outs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_ir::graph::Node;
+    use ferry_ir::{DType, Shape, Tensor};
+
+    fn f32_ty(dims: &[u64]) -> ValueType {
+        ValueType::Tensor { dtype: Some(DType::F32), shape: Some(Shape::known(dims)) }
+    }
+
+    fn node(op: Op, inputs: &[usize], outputs: &[usize]) -> Node {
+        Node {
+            name: String::new(),
+            op,
+            inputs: inputs.iter().map(|i| Some(*i)).collect(),
+            outputs: outputs.iter().map(|o| Some(*o)).collect(),
+            doc_string: String::new(),
+        }
+    }
+
+    /// body(s, x_t) -> (s + x_t, s + x_t)
+    fn accumulate_body() -> Graph {
+        let mut b = Graph::default();
+        let (s, x) = (b.add_value("s", f32_ty(&[2])), b.add_value("x_t", f32_ty(&[2])));
+        let (so, y) = (b.add_value("s_out", f32_ty(&[2])), b.add_value("y", f32_ty(&[2])));
+        b.nodes.push(node(Op::Binary(ferry_ir::ops::BinaryOp::Add), &[s, x], &[so]));
+        b.nodes.push(node(Op::Identity, &[so], &[y]));
+        b.inputs = vec![s, x];
+        b.outputs = vec![so, y];
+        b
+    }
+
+    fn values(v: &Value) -> (Vec<u64>, Vec<f64>) {
+        let t = v.tensor().unwrap();
+        (t.shape.clone(), Array::from_tensor(t).unwrap().to_f64().unwrap().iter().copied().collect())
+    }
+
+    #[test]
+    fn scan_with_reversed_axes() {
+        // Scan-16 spec: the input is read along axis 1 backwards; output slices are prepended
+        // (reversed) and stacked along axis 1.
+        let mut g = Graph::default();
+        let (s0, x) = (g.add_value("s0", f32_ty(&[2])), g.add_value("x", f32_ty(&[2, 3])));
+        let (sf, ys) = (g.add_value("sf", ValueType::Unknown), g.add_value("ys", ValueType::Unknown));
+        let scan = Scan {
+            body: Box::new(accumulate_body()),
+            num_scan_inputs: 1,
+            scan_input_axes: vec![1],
+            scan_input_reverse: vec![true],
+            scan_output_axes: vec![1],
+            scan_output_reverse: vec![true],
+        };
+        g.nodes.push(node(Op::Scan(scan), &[s0, x], &[sf, ys]));
+        g.inputs = vec![s0, x];
+        g.outputs = vec![sf, ys];
+        let inputs = vec![
+            Some(Value::Tensor(Tensor::from_f32(vec![2], &[0., 10.]).unwrap())),
+            Some(Value::Tensor(Tensor::from_f32(vec![2, 3], &[1., 2., 3., 4., 5., 6.]).unwrap())),
+        ];
+        let out = run_graph(&g, inputs, None).unwrap();
+        // Slices [3, 6], [2, 5], [1, 4]: states [3, 16], [5, 21], [6, 25].
+        assert_eq!(values(&out[0]), (vec![2], vec![6., 25.]));
+        assert_eq!(values(&out[1]), (vec![2, 3], vec![6., 5., 3., 25., 21., 16.]));
+    }
+
+    #[test]
+    fn loop_with_zero_iterations_gives_empty_scan_outputs() {
+        let bool_ty = ValueType::Tensor { dtype: Some(DType::Bool), shape: Some(Shape::known(&[])) };
+        let i64_ty = ValueType::Tensor { dtype: Some(DType::I64), shape: Some(Shape::known(&[])) };
+        // Loop body: (iter, cond, s) -> (cond, s, s); with M = 0 it never runs.
+        let mut b = Graph::default();
+        let (it, c, s) = (b.add_value("i", i64_ty), b.add_value("c", bool_ty), b.add_value("s", f32_ty(&[2])));
+        let (co, so) = (b.add_value("c_out", ValueType::Unknown), b.add_value("s_out", f32_ty(&[2])));
+        b.nodes.push(node(Op::Identity, &[c], &[co]));
+        b.nodes.push(node(Op::Identity, &[s], &[so]));
+        b.inputs = vec![it, c, s];
+        b.outputs = vec![co, so, s];
+        let mut g = Graph::default();
+        let (m, s0) = (g.add_value("m", ValueType::Unknown), g.add_value("s0", f32_ty(&[2])));
+        let (sf, scan) = (g.add_value("sf", ValueType::Unknown), g.add_value("scan", ValueType::Unknown));
+        g.nodes.push(Node {
+            name: String::new(),
+            op: Op::Loop { body: Box::new(b) },
+            inputs: vec![Some(m), None, Some(s0)],
+            outputs: vec![Some(sf), Some(scan)],
+            doc_string: String::new(),
+        });
+        g.inputs = vec![m, s0];
+        g.outputs = vec![sf, scan];
+        let inputs = vec![
+            Some(Value::Tensor(Tensor::scalar_i64(0))),
+            Some(Value::Tensor(Tensor::from_f32(vec![2], &[1., 2.]).unwrap())),
+        ];
+        let out = run_graph(&g, inputs, None).unwrap();
+        assert_eq!(values(&out[0]), (vec![2], vec![1., 2.]));
+        assert_eq!(values(&out[1]), (vec![0, 2], vec![]));
+    }
 }

@@ -2,8 +2,10 @@
 //! kernel is an explicit "not supported yet" error, never a silent fallback.
 
 mod elementwise;
+pub(crate) mod indexing;
 mod layout;
 mod linalg;
+mod sequence;
 
 use crate::array::Array;
 use crate::{KernelResult, Value};
@@ -34,36 +36,105 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
             one(tensor_value(layout::concat(&parts, *axis)?))
         }
         Op::MatMul => one(tensor_value(linalg::matmul(&array(args, 0)?, &array(args, 1)?)?)),
-        Op::ConstantOfShape(_)
-        | Op::Range
-        | Op::EyeLike { .. }
-        | Op::RandomNormal { .. }
+        Op::ConstantOfShape(v) => one(tensor_value(indexing::constant_of_shape(v, &ints(args, 0)?)?)),
+        Op::Range => one(tensor_value(indexing::range(&array(args, 0)?, &array(args, 1)?, &array(args, 2)?)?)),
+        Op::EyeLike { dtype, k } => one(tensor_value(indexing::eye_like(&array(args, 0)?, *dtype, *k)?)),
+        Op::IsInf { detect_negative, detect_positive } => {
+            one(tensor_value(indexing::is_inf(&array(args, 0)?, *detect_negative, *detect_positive)?))
+        }
+        Op::Split { axis, num_outputs } => {
+            let parts = indexing::split(&array(args, 0)?, *axis, opt_ints(args, 1)?, *num_outputs, n_out)?;
+            Ok(parts.into_iter().map(|p| Some(tensor_value(p))).collect())
+        }
+        Op::Slice => one(tensor_value(indexing::slice(
+            &array(args, 0)?,
+            &ints(args, 1)?,
+            &ints(args, 2)?,
+            opt_ints(args, 3)?,
+            opt_ints(args, 4)?,
+        )?)),
+        Op::Pad { mode } => {
+            let value = match args.get(2).and_then(|a| a.as_ref()) {
+                Some(_) => Some(array(args, 2)?),
+                None => None,
+            };
+            one(tensor_value(indexing::pad(&array(args, 0)?, *mode, &ints(args, 1)?, value, opt_ints(args, 3)?)?))
+        }
+        Op::Tile => one(tensor_value(indexing::tile(&array(args, 0)?, &ints(args, 1)?)?)),
+        Op::Gather { axis } => one(tensor_value(indexing::gather(&array(args, 0)?, &array(args, 1)?, *axis)?)),
+        Op::GatherElements { axis } => {
+            one(tensor_value(indexing::gather_elements(&array(args, 0)?, &array(args, 1)?, *axis)?))
+        }
+        Op::GatherNd { batch_dims } => {
+            one(tensor_value(indexing::gather_nd(&array(args, 0)?, &array(args, 1)?, *batch_dims as usize)?))
+        }
+        Op::ScatterElements { axis, reduction } => one(tensor_value(indexing::scatter_elements(
+            &array(args, 0)?,
+            &array(args, 1)?,
+            &array(args, 2)?,
+            *axis,
+            *reduction,
+        )?)),
+        Op::ScatterNd { reduction } => {
+            one(tensor_value(indexing::scatter_nd(&array(args, 0)?, &array(args, 1)?, &array(args, 2)?, *reduction)?))
+        }
+        Op::OneHot { axis } => {
+            one(tensor_value(indexing::one_hot(&array(args, 0)?, &array(args, 1)?, &array(args, 2)?, *axis)?))
+        }
+        Op::Trilu { upper } => {
+            let k = match args.get(1).and_then(|a| a.as_ref()) {
+                Some(v) => scalar_i64(Some(v))?,
+                None => 0,
+            };
+            one(tensor_value(indexing::trilu(&array(args, 0)?, k, *upper)?))
+        }
+        Op::DepthToSpace { blocksize, column_row_depth } => {
+            one(tensor_value(indexing::depth_to_space(array(args, 0)?, *blocksize, *column_row_depth)?))
+        }
+        Op::SpaceToDepth { blocksize, column_row_depth } => {
+            one(tensor_value(indexing::space_to_depth(array(args, 0)?, *blocksize, *column_row_depth)?))
+        }
+        Op::Compress { axis } => one(tensor_value(indexing::compress(&array(args, 0)?, &array(args, 1)?, *axis)?)),
+        Op::NonZero => one(tensor_value(indexing::non_zero(&array(args, 0)?)?)),
+        Op::ReverseSequence { batch_axis, time_axis } => one(tensor_value(indexing::reverse_sequence(
+            &array(args, 0)?,
+            &ints(args, 1)?,
+            *batch_axis as usize,
+            *time_axis as usize,
+        )?)),
+        Op::ArgReduce { max, axis, keepdims, select_last_index } => {
+            one(tensor_value(indexing::arg_reduce(&array(args, 0)?, *axis, *max, *keepdims, *select_last_index)?))
+        }
+        Op::TopK { axis, largest, sorted: _ } => {
+            let k = *ints(args, 1)?.first().ok_or("TopK K is empty")?;
+            let (v, i) = indexing::top_k(&array(args, 0)?, k, *axis, *largest)?;
+            Ok(vec![Some(tensor_value(v)), Some(tensor_value(i))])
+        }
+        Op::CumSum { exclusive, reverse } => {
+            let axis = scalar_i64(args.get(1).and_then(|a| a.as_ref()))?;
+            one(tensor_value(indexing::cum_sum(&array(args, 0)?, axis, *exclusive, *reverse)?))
+        }
+        Op::Unique { axis, sorted } => {
+            let outs = indexing::unique(&array(args, 0)?, *axis, *sorted)?;
+            Ok(outs.into_iter().take(n_out.max(1)).map(|a| Some(tensor_value(a))).collect())
+        }
+        Op::SequenceConstruct => one(sequence::construct(args)?),
+        Op::SequenceEmpty { .. } => one(Value::Sequence(Vec::new())),
+        Op::SequenceAt => one(sequence::at(args)?),
+        Op::SequenceInsert => one(sequence::insert(args)?),
+        Op::SequenceErase => one(sequence::erase(args)?),
+        Op::SequenceLength => one(sequence::length(args)?),
+        Op::SplitToSequence { axis, keepdims } => one(sequence::split_to_sequence(args, *axis, *keepdims)?),
+        Op::ConcatFromSequence { axis, new_axis } => one(sequence::concat_from_sequence(args, *axis, *new_axis)?),
+        Op::OptionalConstruct { .. } => one(sequence::optional_construct(args)),
+        Op::OptionalHasElement => one(sequence::optional_has_element(args)),
+        Op::OptionalGetElement => one(sequence::optional_get_element(args)?),
+        Op::RandomNormal { .. }
         | Op::RandomUniform { .. }
-        | Op::IsInf { .. }
-        | Op::Split { .. }
-        | Op::Slice
-        | Op::Pad { .. }
-        | Op::Tile
-        | Op::Gather { .. }
-        | Op::GatherElements { .. }
-        | Op::GatherNd { .. }
-        | Op::ScatterElements { .. }
-        | Op::ScatterNd { .. }
-        | Op::OneHot { .. }
-        | Op::Trilu { .. }
-        | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. }
-        | Op::Compress { .. }
-        | Op::NonZero
-        | Op::ReverseSequence { .. }
         | Op::Resize(_)
         | Op::Reduce { .. }
-        | Op::ArgReduce { .. }
-        | Op::TopK { .. }
-        | Op::CumSum { .. }
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
-        | Op::Unique { .. }
         | Op::MatMulInteger
         | Op::Einsum { .. }
         | Op::Conv(_)
@@ -78,21 +149,9 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
         | Op::Attention(_)
         | Op::Dft { .. }
         | Op::Stft { .. }
-        | Op::MelWeightMatrix { .. }
-        | Op::Scan(_)
-        | Op::SequenceConstruct
-        | Op::SequenceEmpty { .. }
-        | Op::SequenceAt
-        | Op::SequenceInsert
-        | Op::SequenceErase
-        | Op::SequenceLength
-        | Op::SplitToSequence { .. }
-        | Op::ConcatFromSequence { .. }
-        | Op::OptionalConstruct { .. }
-        | Op::OptionalHasElement
-        | Op::OptionalGetElement => Err(format!("no reference kernel for {} yet", op.name())),
+        | Op::MelWeightMatrix { .. } => Err(format!("no reference kernel for {} yet", op.name())),
         // The executor runs these itself (they need the enclosing graph's values).
-        Op::If { .. } | Op::Loop { .. } => Err("control flow reached the kernel table".into()),
+        Op::If { .. } | Op::Loop { .. } | Op::Scan(_) => Err("control flow reached the kernel table".into()),
         Op::Opaque(o) => {
             let _ = n_out;
             Err(format!("{} is carried opaquely (no core form), so ferry cannot run it", op.name()))
