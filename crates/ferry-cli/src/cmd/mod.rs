@@ -1,3 +1,4 @@
 pub mod check;
 pub mod convert;
 pub mod inspect;
+pub mod run;

@@ -4,6 +4,7 @@
 mod elementwise;
 mod layout;
 mod linalg;
+pub mod random;
 
 use crate::array::Array;
 use crate::{KernelResult, Value};
@@ -19,7 +20,18 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
         Op::Identity => one(arg_value(args, 0)?.clone()),
         Op::Unary(u) => one(tensor_value(elementwise::unary(*u, &array(args, 0)?)?)),
         Op::Binary(b) => one(tensor_value(elementwise::binary(*b, &array(args, 0)?, &array(args, 1)?)?)),
-        Op::Cast(c) => one(tensor_value(elementwise::cast(&array(args, 0)?, c.to)?)),
+        Op::Cast(c) => match arg_value(args, 0)? {
+            Value::Tensor(t) if crate::lowbits::is_lowbits(t.dtype) || crate::lowbits::is_lowbits(c.to) => {
+                one(Value::Tensor(crate::lowbits::cast(t, c.to, c.saturate, &c.round_mode)?))
+            }
+            _ => one(tensor_value(elementwise::cast(&array(args, 0)?, c.to)?)),
+        },
+        Op::RandomNormal { shape, dtype, mean, scale, seed } => {
+            one(tensor_value(random::normal(shape, *dtype, *mean, *scale, *seed, args)?))
+        }
+        Op::RandomUniform { shape, dtype, low, high, seed } => {
+            one(tensor_value(random::uniform(shape, *dtype, *low, *high, *seed, args)?))
+        }
         Op::Where => one(tensor_value(elementwise::where_(&array(args, 0)?, &array(args, 1)?, &array(args, 2)?)?)),
         Op::Shape { start, end } => one(tensor_value(layout::shape(&array(args, 0)?, *start, *end))),
         Op::Size => one(Value::Tensor(Tensor::scalar_i64(array(args, 0)?.shape().iter().product::<usize>() as i64))),
@@ -37,8 +49,6 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
         Op::ConstantOfShape(_)
         | Op::Range
         | Op::EyeLike { .. }
-        | Op::RandomNormal { .. }
-        | Op::RandomUniform { .. }
         | Op::IsInf { .. }
         | Op::Split { .. }
         | Op::Slice
@@ -99,6 +109,11 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
                 .map_err(|e| if o.domain.is_empty() { e } else { format!("custom op: {e}") })
         }
     }
+}
+
+/// Cast between the types `Array` holds (see `crate::lowbits` for the others).
+pub(crate) fn cast_array(x: &Array, to: ferry_ir::DType) -> KernelResult<Array> {
+    elementwise::cast(x, to)
 }
 
 pub(crate) fn arg_value(args: &[Option<Value>], i: usize) -> KernelResult<&Value> {
