@@ -130,7 +130,10 @@ pub fn read_npy(data: &[u8]) -> Result<Tensor, String> {
             .chunks_exact(item.max(1))
             .map(|c| {
                 let s: String = if utf32 {
-                    c.chunks_exact(4).map(|u| u32::from_le_bytes(u.try_into().unwrap())).filter_map(char::from_u32).collect()
+                    c.chunks_exact(4)
+                        .map(|u| u32::from_le_bytes(u.try_into().unwrap()))
+                        .filter_map(char::from_u32)
+                        .collect()
                 } else {
                     String::from_utf8_lossy(c).into_owned()
                 };
@@ -265,7 +268,8 @@ pub fn read_npz(d: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
         let crc = u32_at(d, at + 16)?;
         let mut csize = u32_at(d, at + 20)? as u64;
         let mut usize_ = u32_at(d, at + 24)? as u64;
-        let (nlen, xlen, clen) = (u16_at(d, at + 28)? as usize, u16_at(d, at + 30)? as usize, u16_at(d, at + 32)? as usize);
+        let (nlen, xlen, clen) =
+            (u16_at(d, at + 28)? as usize, u16_at(d, at + 30)? as usize, u16_at(d, at + 32)? as usize);
         let mut local = u32_at(d, at + 42)? as u64;
         let name_bytes = d.get(at + 46..at + 46 + nlen).ok_or("truncated .npz")?;
         let name = String::from_utf8_lossy(name_bytes).into_owned();
@@ -361,7 +365,7 @@ mod tests {
     fn npy_and_npz_round_trip() {
         let t = Tensor::from_f32(vec![2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
         let bytes = write_npy(&t).unwrap();
-        assert_eq!(bytes.len() % 64, 24 % 64);
+        assert_eq!(bytes.len() % 64, 24); // header padded to 64, then 6 f32s
         assert_eq!(read_npy(&bytes).unwrap(), t);
         let s = Tensor::from_strings(vec![2], vec![Bytes::from("héllo"), Bytes::from("")]).unwrap();
         assert_eq!(read_npy(&write_npy(&s).unwrap()).unwrap(), s);

@@ -218,7 +218,13 @@ pub fn to_f64(t: &Tensor) -> Result<Vec<f64>, String> {
 }
 
 /// Encodes f64 values as a `dtype` tensor of `shape` (see the module docs for the rounding rules).
-pub fn from_f64(dtype: DType, shape: Vec<u64>, values: &[f64], saturate: bool, round_mode: &str) -> Result<Tensor, String> {
+pub fn from_f64(
+    dtype: DType,
+    shape: Vec<u64>,
+    values: &[f64],
+    saturate: bool,
+    round_mode: &str,
+) -> Result<Tensor, String> {
     let codes: Vec<u32> = if let Some(f) = Minifloat::of(dtype) {
         values.iter().map(|v| f.encode(*v, saturate)).collect()
     } else if dtype == DType::F8E8M0 {

@@ -58,17 +58,18 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let g = prepared.graph();
     let free: Vec<usize> = g.inputs.iter().copied().filter(|i| g.initializer(*i).is_none()).collect();
     let all_names: Vec<&str> = g.inputs.iter().map(|i| g.values[*i].name.as_str()).collect();
-    let resolve = |name: &str| -> Result<usize, Refusal> {
-        if let Some(k) = name.strip_prefix('#') {
-            let k: usize = k.parse().map_err(|_| Refusal(format!("'{name}': expected #K with K a number")))?;
-            return free.get(k).copied().ok_or_else(|| {
-                Refusal(format!("'{name}': the model has {} input(s) that are not initializers", free.len()))
-            });
-        }
-        g.inputs.iter().copied().find(|i| g.values[*i].name == name).ok_or_else(|| {
-            Refusal(format!("the model has no input named '{name}' (inputs: {})", all_names.join(", ")))
-        })
-    };
+    let resolve =
+        |name: &str| -> Result<usize, Refusal> {
+            if let Some(k) = name.strip_prefix('#') {
+                let k: usize = k.parse().map_err(|_| Refusal(format!("'{name}': expected #K with K a number")))?;
+                return free.get(k).copied().ok_or_else(|| {
+                    Refusal(format!("'{name}': the model has {} input(s) that are not initializers", free.len()))
+                });
+            }
+            g.inputs.iter().copied().find(|i| g.values[*i].name == name).ok_or_else(|| {
+                Refusal(format!("the model has no input named '{name}' (inputs: {})", all_names.join(", ")))
+            })
+        };
 
     let mut given: Vec<(usize, Value, String)> = Vec::new();
     if let Some(p) = &a.npz {
@@ -81,7 +82,8 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         }
     }
     for spec in &a.inputs {
-        let (name, file) = spec.split_once('=').ok_or_else(|| Refusal(format!("--input '{spec}': expected NAME=FILE")))?;
+        let (name, file) =
+            spec.split_once('=').ok_or_else(|| Refusal(format!("--input '{spec}': expected NAME=FILE")))?;
         let id = resolve(name)?;
         let path = Path::new(file);
         let v = load_value(path, &g.values[id].ty)?;
@@ -94,8 +96,9 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
 
     let mut shapes: HashMap<usize, Vec<u64>> = HashMap::new();
     for spec in &a.input_shapes {
-        let (name, dims) =
-            spec.split_once('=').ok_or_else(|| Refusal(format!("--input-shape '{spec}': expected NAME=1,3,224,224")))?;
+        let (name, dims) = spec
+            .split_once('=')
+            .ok_or_else(|| Refusal(format!("--input-shape '{spec}': expected NAME=1,3,224,224")))?;
         let id = resolve(name)?;
         let dims: Vec<u64> = dims
             .split(',')
@@ -271,7 +274,9 @@ fn sequence_from(s: &proto::SequenceProto) -> Result<Value, String> {
 fn decode_value(bytes: &[u8], ty: &ValueType) -> Result<Value, String> {
     let bad = |what: &str, e: prost::DecodeError| format!("not a valid ONNX {what}: {e}");
     match ty {
-        ValueType::Sequence(_) => sequence_from(&proto::SequenceProto::decode(bytes).map_err(|e| bad("SequenceProto", e))?),
+        ValueType::Sequence(_) => {
+            sequence_from(&proto::SequenceProto::decode(bytes).map_err(|e| bad("SequenceProto", e))?)
+        }
         ValueType::Optional(_) => {
             let o = proto::OptionalProto::decode(bytes).map_err(|e| bad("OptionalProto", e))?;
             if let Some(t) = &o.tensor_value {
@@ -351,23 +356,23 @@ fn random_input(
             d.clone()
         }
         (Some(d), None) => d.clone(),
-        (None, Some(s)) => s
-            .0
-            .iter()
-            .map(|d| match d {
-                Dim::Known(n) => Ok(*n),
-                Dim::Param(p) => bound.get(&p.to_string()).copied().ok_or_else(|| {
-                    Refusal(format!(
-                        "input '{name}' ({}) has the symbolic size '{p}'; give --input-shape {name}=...",
+        (None, Some(s)) => {
+            s.0.iter()
+                .map(|d| match d {
+                    Dim::Known(n) => Ok(*n),
+                    Dim::Param(p) => bound.get(&p.to_string()).copied().ok_or_else(|| {
+                        Refusal(format!(
+                            "input '{name}' ({}) has the symbolic size '{p}'; give --input-shape {name}=...",
+                            describe(ty)
+                        ))
+                    }),
+                    _ => Err(Refusal(format!(
+                        "input '{name}' ({}) has a size nobody knows; give --input-shape {name}=...",
                         describe(ty)
-                    ))
-                }),
-                _ => Err(Refusal(format!(
-                    "input '{name}' ({}) has a size nobody knows; give --input-shape {name}=...",
-                    describe(ty)
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
+                    ))),
+                })
+                .collect::<Result<_, _>>()?
+        }
         (None, None) => {
             return Err(Refusal(format!("input '{name}' has an unknown rank; give --input-shape {name}=...")));
         }
