@@ -1,6 +1,7 @@
 //! The `ferry` command line. Exit codes: 0 success, 1 a refusal (one clear message), 2 usage.
 
 mod cmd;
+mod npy;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 #[command(
     name = "ferry",
     version,
-    about = "Carry neural-network models between frameworks: inspect, check and convert ONNX models."
+    about = "Carry neural-network models between frameworks: inspect, check, convert and run ONNX models."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +31,10 @@ enum Command {
     ///
     /// Example: ferry convert model.onnx -o model-opset13.onnx --opset 13
     Convert(cmd::convert::Args),
+    /// Run a model on the reference runtime; inputs from .npy/.pb/.npz files or random values.
+    ///
+    /// Example: ferry run model.onnx --input x=x.npy --output-dir out/
+    Run(cmd::run::Args),
 }
 
 /// A refusal: printed as one message, exit code 1.
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Convert(a) => cmd::convert::run(a),
+        Command::Run(a) => cmd::run::run(a),
     };
     match result {
         Ok(code) => code,

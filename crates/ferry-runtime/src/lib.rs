@@ -11,6 +11,7 @@
 pub mod array;
 mod exec;
 pub mod kernels;
+pub mod lowbits;
 mod value;
 
 pub use exec::Prepared;

@@ -56,6 +56,14 @@ fn close(got: &Value, want: &Value, path: &str) -> Result<(), String> {
             if g.dtype != w.dtype {
                 return Err(format!("{path}: dtype {}, expected {}", g.dtype, w.dtype));
             }
+            if ferry_runtime::lowbits::is_lowbits(w.dtype) {
+                // float8/float4/int4/int2: exact after decoding (NaN matches NaN, -0 matches 0).
+                let (gv, wv) = (ferry_runtime::lowbits::to_f64(g)?, ferry_runtime::lowbits::to_f64(w)?);
+                return match gv.iter().zip(&wv).position(|(a, b)| !(a == b || (a.is_nan() && b.is_nan()))) {
+                    None => Ok(()),
+                    Some(i) => Err(format!("{path}: element {i} is {}, expected {}", gv[i], wv[i])),
+                };
+            }
             let (ga, wa) = (Array::from_tensor(g)?, Array::from_tensor(w)?);
             if matches!(w.dtype, DType::String) || w.dtype.is_int() || w.dtype == DType::Bool {
                 return if ga == wa { Ok(()) } else { Err(format!("{path}: values differ")) };

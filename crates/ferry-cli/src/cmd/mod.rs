@@ -1,4 +1,5 @@
 pub mod check;
 pub mod convert;
 pub mod inspect;
+pub mod run;
 pub mod source;

@@ -5,6 +5,7 @@ mod elementwise;
 pub(crate) mod indexing;
 mod layout;
 mod linalg;
+pub mod random;
 mod sequence;
 
 use crate::array::Array;
@@ -21,7 +22,18 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
         Op::Identity => one(arg_value(args, 0)?.clone()),
         Op::Unary(u) => one(tensor_value(elementwise::unary(*u, &array(args, 0)?)?)),
         Op::Binary(b) => one(tensor_value(elementwise::binary(*b, &array(args, 0)?, &array(args, 1)?)?)),
-        Op::Cast(c) => one(tensor_value(elementwise::cast(&array(args, 0)?, c.to)?)),
+        Op::Cast(c) => match arg_value(args, 0)? {
+            Value::Tensor(t) if crate::lowbits::is_lowbits(t.dtype) || crate::lowbits::is_lowbits(c.to) => {
+                one(Value::Tensor(crate::lowbits::cast(t, c.to, c.saturate, &c.round_mode)?))
+            }
+            _ => one(tensor_value(elementwise::cast(&array(args, 0)?, c.to)?)),
+        },
+        Op::RandomNormal { shape, dtype, mean, scale, seed } => {
+            one(tensor_value(random::normal(shape, *dtype, *mean, *scale, *seed, args)?))
+        }
+        Op::RandomUniform { shape, dtype, low, high, seed } => {
+            one(tensor_value(random::uniform(shape, *dtype, *low, *high, *seed, args)?))
+        }
         Op::Where => one(tensor_value(elementwise::where_(&array(args, 0)?, &array(args, 1)?, &array(args, 2)?)?)),
         Op::Shape { start, end } => one(tensor_value(layout::shape(&array(args, 0)?, *start, *end))),
         Op::Size => one(Value::Tensor(Tensor::scalar_i64(array(args, 0)?.shape().iter().product::<usize>() as i64))),
@@ -129,9 +141,7 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
         Op::OptionalConstruct { .. } => one(sequence::optional_construct(args)),
         Op::OptionalHasElement => one(sequence::optional_has_element(args)),
         Op::OptionalGetElement => one(sequence::optional_get_element(args)?),
-        Op::RandomNormal { .. }
-        | Op::RandomUniform { .. }
-        | Op::Resize(_)
+        Op::Resize(_)
         | Op::Reduce { .. }
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
@@ -158,6 +168,11 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
                 .map_err(|e| if o.domain.is_empty() { e } else { format!("custom op: {e}") })
         }
     }
+}
+
+/// Cast between the types `Array` holds (see `crate::lowbits` for the others).
+pub(crate) fn cast_array(x: &Array, to: ferry_ir::DType) -> KernelResult<Array> {
+    elementwise::cast(x, to)
 }
 
 pub(crate) fn arg_value(args: &[Option<Value>], i: usize) -> KernelResult<&Value> {
