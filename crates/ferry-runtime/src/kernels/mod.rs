@@ -5,6 +5,7 @@ mod conv;
 mod elementwise;
 mod layout;
 mod linalg;
+mod lowbit;
 mod nn;
 mod reduce;
 mod rnn;
@@ -71,7 +72,7 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
             one(tensor_value(nn::einsum(equation, &parts)?))
         }
         Op::QuantizeLinear { axis, saturate, block_size, output_dtype } => {
-            one(tensor_value(nn::quantize(args, *axis, *saturate, *block_size, *output_dtype)?))
+            one(nn::quantize(args, *axis, *saturate, *block_size, *output_dtype)?)
         }
         Op::DequantizeLinear { axis, block_size } => one(tensor_value(nn::dequantize(args, *axis, *block_size)?)),
         Op::NonMaxSuppression { center_point_box } => one(tensor_value(nn::nms(args, *center_point_box)?)),

@@ -3,7 +3,7 @@
 
 use super::{array, opt_array, tensor_value};
 use crate::array::Array;
-use crate::kernels::{conv::positions, elementwise::broadcast_shape, linalg, reduce::norm_axis};
+use crate::kernels::{conv::positions, elementwise::broadcast_shape, linalg, lowbit, reduce::norm_axis};
 use crate::{KernelResult, Value};
 use ferry_ir::DType;
 use ferry_ir::ops::{Attention, QkMatmulOutputMode, Resize};
@@ -228,60 +228,84 @@ fn int_range(d: DType) -> KernelResult<(f64, f64)> {
     })
 }
 
+/// A tensor's dtype, shape and elements as f64.
+type Numbers = (DType, Vec<usize>, Vec<f64>);
+
+/// Numbers of input `i`, including the low-precision types the typed arrays lack.
+fn numbers(args: &[Option<Value>], i: usize) -> KernelResult<Numbers> {
+    let t = super::arg_value(args, i)?.tensor().ok_or_else(|| format!("input {i} must be a tensor"))?;
+    let shape: Vec<usize> = t.shape.iter().map(|d| *d as usize).collect();
+    if lowbit::handles(t.dtype) {
+        return Ok((t.dtype, shape, lowbit::decode(t)?));
+    }
+    Ok((t.dtype, shape, flat(&Array::from_tensor(t)?.to_f64()?)))
+}
+
+fn opt_numbers(args: &[Option<Value>], i: usize) -> KernelResult<Option<Numbers>> {
+    match args.get(i).and_then(|a| a.as_ref()) {
+        Some(_) => numbers(args, i).map(Some),
+        None => Ok(None),
+    }
+}
+
 pub fn quantize(
     args: &[Option<Value>],
     axis: i64,
-    _saturate: bool,
+    saturate: bool,
     block: u64,
     out: Option<DType>,
-) -> KernelResult<Array> {
-    let x = array(args, 0)?;
-    let scale = array(args, 1)?;
-    let zp = opt_array(args, 2)?;
-    let dtype = out.or(zp.as_ref().map(|z| z.dtype())).unwrap_or(DType::U8);
-    let (lo, hi) = int_range(dtype)?;
-    let xs = x.shape().to_vec();
-    let si = param_index(&xs, scale.shape(), axis, block)?;
-    let sv = flat(&scale.to_f64()?);
+) -> KernelResult<Value> {
+    let (_, xs, xv) = numbers(args, 0)?;
+    let (sdtype, sshape, sv) = numbers(args, 1)?;
+    let zp = opt_numbers(args, 2)?;
+    let dtype = out.or(zp.as_ref().map(|z| z.0)).unwrap_or(DType::U8);
+    let float_out = lowbit::is_float_type(dtype);
+    let (lo, hi) = if float_out {
+        (f64::NEG_INFINITY, f64::INFINITY)
+    } else {
+        match lowbit::int_range(dtype) {
+            Some(r) => r,
+            None => int_range(dtype)?,
+        }
+    };
+    let si = param_index(&xs, &sshape, axis, block)?;
     let zv: Vec<f64> = match &zp {
-        Some(z) => {
-            if z.shape().iter().product::<usize>() != sv.len() {
+        Some((_, _, z)) => {
+            if z.len() != sv.len() {
                 return Err("zero point and scale differ in size".into());
             }
-            flat(&z.to_f64()?)
+            z.clone()
         }
         None => vec![0.0; sv.len()],
     };
-    let f32_math = scale.dtype() == DType::F32;
-    let xv = flat(&x.to_f64()?);
+    let f32_math = sdtype == DType::F32;
     let y: Vec<f64> = xv
         .iter()
         .zip(&si)
         .map(|(v, &i)| {
             let q = if f32_math { (*v as f32 / sv[i] as f32) as f64 } else { v / sv[i] };
-            (q.round_ties_even() + zv[i]).clamp(lo, hi)
+            if float_out { q + zv[i] } else { (q.round_ties_even() + zv[i]).clamp(lo, hi) }
         })
         .collect();
-    Array::from_f64(dtype, shaped(&xs, y)?)
+    if lowbit::handles(dtype) {
+        return Ok(Value::Tensor(lowbit::encode(dtype, &xs, &y, saturate)?));
+    }
+    Ok(tensor_value(Array::from_f64(dtype, shaped(&xs, y)?)?))
 }
 
 pub fn dequantize(args: &[Option<Value>], axis: i64, block: u64) -> KernelResult<Array> {
-    let x = array(args, 0)?;
-    let scale = array(args, 1)?;
-    let zp = opt_array(args, 2)?;
-    let xs = x.shape().to_vec();
-    let si = param_index(&xs, scale.shape(), axis, block)?;
-    let sv = flat(&scale.to_f64()?);
-    let zv: Vec<f64> = match &zp {
-        Some(z) => flat(&z.to_f64()?),
+    let (_, xs, xv) = numbers(args, 0)?;
+    let (sdtype, sshape, sv) = numbers(args, 1)?;
+    let si = param_index(&xs, &sshape, axis, block)?;
+    let zv: Vec<f64> = match opt_numbers(args, 2)? {
+        Some((_, _, z)) => z,
         None => vec![0.0; sv.len()],
     };
     if zv.len() != sv.len() {
         return Err("zero point and scale differ in size".into());
     }
-    let xv = flat(&x.to_f64()?);
     let y: Vec<f64> = xv.iter().zip(&si).map(|(v, &i)| (v - zv[i]) * sv[i]).collect();
-    Array::from_f64(scale.dtype(), shaped(&xs, y)?)
+    Array::from_f64(sdtype, shaped(&xs, y)?)
 }
 
 pub fn nms(args: &[Option<Value>], center: bool) -> KernelResult<Array> {
