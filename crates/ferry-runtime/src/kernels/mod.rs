@@ -1,12 +1,17 @@
 //! Reference kernels, one per core op. The match in `run` is exhaustive: a core op without a
 //! kernel is an explicit "not supported yet" error, never a silent fallback.
 
+mod conv;
 mod elementwise;
 pub(crate) mod indexing;
 mod layout;
 mod linalg;
+mod nn;
 pub mod random;
+mod reduce;
+mod rnn;
 mod sequence;
+mod signal;
 
 use crate::array::Array;
 use crate::{KernelResult, Value};
@@ -141,25 +146,48 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
         Op::OptionalConstruct { .. } => one(sequence::optional_construct(args)),
         Op::OptionalHasElement => one(sequence::optional_has_element(args)),
         Op::OptionalGetElement => one(sequence::optional_get_element(args)?),
-        Op::Resize(_)
-        | Op::Reduce { .. }
-        | Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::MatMulInteger
-        | Op::Einsum { .. }
-        | Op::Conv(_)
-        | Op::ConvTranspose(_)
-        | Op::Pool(_)
-        | Op::GlobalPool { .. }
-        | Op::Lrn { .. }
-        | Op::Rnn(_)
-        | Op::NonMaxSuppression { .. }
-        | Op::QuantizeLinear { .. }
-        | Op::DequantizeLinear { .. }
-        | Op::Attention(_)
-        | Op::Dft { .. }
-        | Op::Stft { .. }
-        | Op::MelWeightMatrix { .. } => Err(format!("no reference kernel for {} yet", op.name())),
+        Op::Reduce { kind, keepdims, noop_with_empty_axes } => one(tensor_value(reduce::reduce(
+            *kind,
+            &array(args, 0)?,
+            opt_ints(args, 1)?.as_deref(),
+            *keepdims,
+            *noop_with_empty_axes,
+        )?)),
+        Op::Softmax { axis } => one(tensor_value(reduce::softmax(&array(args, 0)?, *axis, false)?)),
+        Op::LogSoftmax { axis } => one(tensor_value(reduce::softmax(&array(args, 0)?, *axis, true)?)),
+        Op::GlobalPool { kind } => one(tensor_value(reduce::global_pool(*kind, &array(args, 0)?)?)),
+        Op::Conv(c) => {
+            one(tensor_value(conv::conv(c, &array(args, 0)?, &array(args, 1)?, opt_array(args, 2)?.as_ref())?))
+        }
+        Op::ConvTranspose(c) => one(tensor_value(conv::conv_transpose(
+            c,
+            &array(args, 0)?,
+            &array(args, 1)?,
+            opt_array(args, 2)?.as_ref(),
+        )?)),
+        Op::Pool(p) => {
+            let (y, idx) = conv::pool(p, &array(args, 0)?)?;
+            Ok(vec![Some(tensor_value(y)), idx.map(tensor_value)])
+        }
+        Op::Lrn { alpha, beta, bias, size } => {
+            one(tensor_value(conv::lrn(&array(args, 0)?, *alpha, *beta, *bias, *size)?))
+        }
+        Op::MatMulInteger => one(tensor_value(nn::matmul_integer(args)?)),
+        Op::Einsum { equation } => {
+            let parts: Vec<Array> = (0..args.len()).map(|i| array(args, i)).collect::<KernelResult<_>>()?;
+            one(tensor_value(nn::einsum(equation, &parts)?))
+        }
+        Op::QuantizeLinear { axis, saturate, block_size, output_dtype } => {
+            one(nn::quantize(args, *axis, *saturate, *block_size, *output_dtype)?)
+        }
+        Op::DequantizeLinear { axis, block_size } => one(tensor_value(nn::dequantize(args, *axis, *block_size)?)),
+        Op::NonMaxSuppression { center_point_box } => one(tensor_value(nn::nms(args, *center_point_box)?)),
+        Op::Resize(r) => one(tensor_value(nn::resize(r, args)?)),
+        Op::Attention(a) => nn::attention(a, args, n_out),
+        Op::Rnn(r) => rnn::rnn(r, args, n_out),
+        Op::Dft { inverse, onesided } => one(tensor_value(signal::dft(args, *inverse, *onesided)?)),
+        Op::Stft { onesided } => one(tensor_value(signal::stft(args, *onesided)?)),
+        Op::MelWeightMatrix { dtype } => one(tensor_value(signal::mel_weight_matrix(args, *dtype)?)),
         // The executor runs these itself (they need the enclosing graph's values).
         Op::If { .. } | Op::Loop { .. } | Op::Scan(_) => Err("control flow reached the kernel table".into()),
         Op::Opaque(o) => {
@@ -183,6 +211,13 @@ pub(crate) fn array(args: &[Option<Value>], i: usize) -> KernelResult<Array> {
     match arg_value(args, i)? {
         Value::Tensor(t) => Array::from_tensor(t),
         other => Err(format!("input {i} must be a tensor, not a {}", other.kind())),
+    }
+}
+
+pub(crate) fn opt_array(args: &[Option<Value>], i: usize) -> KernelResult<Option<Array>> {
+    match args.get(i).and_then(|a| a.as_ref()) {
+        Some(_) => array(args, i).map(Some),
+        None => Ok(None),
     }
 }
 
