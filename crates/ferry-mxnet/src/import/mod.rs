@@ -6,6 +6,7 @@ pub mod ctx;
 mod elementwise;
 mod index;
 mod nn;
+mod rnn;
 mod shape;
 
 use crate::error::{MxnetError, Result};
@@ -17,14 +18,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub type Canonicalizer = fn(&mut NodeCtx) -> Result<()>;
 
 fn canonicalizer(op: &str) -> Option<Canonicalizer> {
-    let families: &[&[(&str, Canonicalizer)]] = &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op).map(|(_, f)| *f)
 }
 
 /// Every MXNet op name ferry canonicalizes.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&str> =
-        [nn::OPS, elementwise::OPS, shape::OPS, index::OPS].iter().flat_map(|f| f.iter().map(|(n, _)| *n)).collect();
+    let mut v: Vec<&str> = [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS]
+        .iter()
+        .flat_map(|f| f.iter().map(|(n, _)| *n))
+        .collect();
     v.sort();
     v
 }
