@@ -75,6 +75,17 @@ pub fn import_symbol(
     params: &HashMap<String, Tensor>,
     input_shapes: &HashMap<String, Vec<u64>>,
 ) -> Result<Model> {
+    import_symbol_typed(sym, params, input_shapes, &HashMap::new())
+}
+
+/// [`import_symbol`] with element types for graph inputs (default: the variable's `__dtype__`,
+/// else float32).
+pub fn import_symbol_typed(
+    sym: &Symbol,
+    params: &HashMap<String, Tensor>,
+    input_shapes: &HashMap<String, Vec<u64>>,
+    input_types: &HashMap<String, DType>,
+) -> Result<Model> {
     let mut graph = Graph { name: "mxnet".into(), ..Default::default() };
     let mut used_names: HashSet<String> = HashSet::new();
     let mut consts: HashMap<ValueId, Tensor> = HashMap::new();
@@ -104,10 +115,14 @@ pub fn import_symbol(
                 values.insert((nid, 0), id);
             } else {
                 let get = |k: &str| attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
-                let dtype = match get("__dtype__").and_then(|f| f.parse::<i32>().ok()) {
-                    Some(f) => crate::params::dtype_from_flag(f)
-                        .ok_or_else(|| MxnetError::invalid(format!("variable '{}' has unknown dtype {f}", n.name)))?,
-                    None => DType::F32,
+                let dtype = match input_types.get(&n.name) {
+                    Some(t) => *t,
+                    None => match get("__dtype__").and_then(|f| f.parse::<i32>().ok()) {
+                        Some(f) => crate::params::dtype_from_flag(f).ok_or_else(|| {
+                            MxnetError::invalid(format!("variable '{}' has unknown dtype {f}", n.name))
+                        })?,
+                        None => DType::F32,
+                    },
                 };
                 let shape = match input_shapes.get(&n.name) {
                     Some(s) => Some(Shape::known(s)),
