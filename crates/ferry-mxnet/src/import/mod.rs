@@ -3,6 +3,7 @@
 //! core ops through per-family tables. Ops without a canonicalizer are all reported at once.
 
 pub mod ctx;
+mod detection;
 mod elementwise;
 mod index;
 mod nn;
@@ -18,13 +19,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub type Canonicalizer = fn(&mut NodeCtx) -> Result<()>;
 
 fn canonicalizer(op: &str) -> Option<Canonicalizer> {
-    let families: &[&[(&str, Canonicalizer)]] = &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS];
+    let families: &[&[(&str, Canonicalizer)]] =
+        &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op).map(|(_, f)| *f)
 }
 
 /// Every MXNet op name ferry canonicalizes.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&str> = [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS]
+    let mut v: Vec<&str> = [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS]
         .iter()
         .flat_map(|f| f.iter().map(|(n, _)| *n))
         .collect();
