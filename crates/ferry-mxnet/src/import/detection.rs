@@ -14,6 +14,8 @@ pub const OPS: &[(&str, Canonicalizer)] = &[
     ("_contrib_box_iou", box_iou),
     ("_contrib_box_decode", box_decode),
     ("_contrib_MultiBoxPrior", multibox_prior),
+    ("_contrib_box_nms", box_nms),
+    ("box_nms", box_nms),
 ];
 
 fn known(c: &NodeCtx, v: ValueId) -> Result<Vec<u64>> {
@@ -327,6 +329,147 @@ fn multibox_prior(c: &mut NodeCtx) -> Result<()> {
     } else {
         let a = c.constant(t, "anchors");
         c.emit_out(super::elementwise::cast_op(dt), vec![a], 0);
+    }
+    Ok(())
+}
+
+/// `x[..., start:start+len]` along the last axis.
+fn last_slice(c: &mut NodeCtx, x: ValueId, start: i64, len: i64) -> ValueId {
+    let s = c.const_i64s(&[start], "start");
+    let e = c.const_i64s(&[start + len], "end");
+    let a = c.const_i64s(&[-1], "axis");
+    c.emit_temp(Op::Slice, vec![x, s, e, a], "cols")
+}
+
+/// box_nms on `[B, N, W]` rows: rows that are invalid (score <= valid_thresh, a negative class
+/// id or the background id), beyond the `topk` best, or suppressed by a better row of the same
+/// class (any class with force_suppress or without id_index) become -1; the rest come first,
+/// best score first. Greedy suppression is ONNX NonMaxSuppression over all rows at once; class
+/// awareness shifts each class's boxes far apart so that boxes of different classes never overlap.
+fn box_nms(c: &mut NodeCtx) -> Result<()> {
+    if c.output(1).is_some() {
+        return Err(c.error("box_nms's second output (the kept-index record) is not supported"));
+    }
+    let x = c.input(0)?;
+    let d = known(c, x)?;
+    let dt = c.input_dtype(0)?;
+    if dt != DType::F32 {
+        return Err(c.error("box_nms is supported for float32 data only"));
+    }
+    let (x, batched) = match d.len() {
+        3 => (x, true),
+        2 => {
+            let ax = c.const_i64s(&[0], "axis0");
+            (c.emit_temp(Op::Unsqueeze, vec![x, ax], "batched"), false)
+        }
+        _ => return Err(c.error("box_nms needs [batch, boxes, width] or [boxes, width] data")),
+    };
+    let (n, width) = (d[d.len() - 2] as i64, d[d.len() - 1] as i64);
+    let thresh = c.float("overlap_thresh", 0.5)?;
+    let valid = c.float("valid_thresh", 0.0)?;
+    let topk = c.int("topk", -1)?;
+    let cs = c.int("coord_start", 2)?;
+    let si = c.int("score_index", 1)?;
+    let id = c.int("id_index", -1)?;
+    let bg = c.int("background_id", -1)?;
+    let force = c.bool("force_suppress", false)?;
+    let in_format = c.string("in_format", "corner");
+    if c.string("out_format", &in_format) != in_format {
+        return Err(c.error("box_nms with out_format different from in_format is not supported yet"));
+    }
+    if cs < 0 || cs + 4 > width || si < 0 || si >= width || id >= width {
+        return Err(c.error("coord_start/score_index/id_index lie outside the rows"));
+    }
+    let center = match in_format.as_str() {
+        "corner" => false,
+        "center" => true,
+        other => return Err(c.error(format!("unknown in_format '{other}'"))),
+    };
+    let ninf = c.scalar(dt, f64::NEG_INFINITY, "minus_inf")?;
+    let zero = c.scalar(dt, 0.0, "zero")?;
+    let mut score = coord(c, x, si);
+    let mut boxes = last_slice(c, x, cs, 4);
+    if id >= 0 {
+        let ids = coord(c, x, id);
+        let neg = bin(c, BinaryOp::Less, ids, zero, "no_class");
+        score = c.emit_temp(Op::Where, vec![neg, ninf, score], "score");
+        if bg >= 0 {
+            let b = c.scalar(dt, bg as f64, "background")?;
+            let is_bg = bin(c, BinaryOp::Equal, ids, b, "is_background");
+            score = c.emit_temp(Op::Where, vec![is_bg, ninf, score], "score");
+        }
+        if !force {
+            // Shift class k by k * (2 max|coord| + 1) on the position coordinates.
+            let ab = c.emit_temp(Op::Unary(UnaryOp::Abs), vec![boxes], "abs");
+            let op = Op::Reduce { kind: ferry_ir::ops::ReduceKind::Max, keepdims: false, noop_with_empty_axes: false };
+            let m = c.emit_temp(op, vec![ab], "extent");
+            let two = c.scalar(dt, 2.0, "two")?;
+            let one = c.scalar(dt, 1.0, "one")?;
+            let m = bin(c, BinaryOp::Mul, m, two, "extent2");
+            let m = bin(c, BinaryOp::Add, m, one, "stride");
+            let off = bin(c, BinaryOp::Mul, ids, m, "offset");
+            let ax = c.const_i64s(&[-1], "last");
+            let off = c.emit_temp(Op::Unsqueeze, vec![off, ax], "offset_b");
+            let which: &[f32] = if center { &[1.0, 1.0, 0.0, 0.0] } else { &[1.0, 1.0, 1.0, 1.0] };
+            let which = c.constant(Tensor::from_f32(vec![4], which).expect("length matches"), "shifted");
+            let off = bin(c, BinaryOp::Mul, off, which, "offset4");
+            boxes = bin(c, BinaryOp::Add, boxes, off, "class_boxes");
+        }
+    }
+    if topk > 0 && topk < n {
+        // Only the topk best rows take part.
+        let kv = c.const_i64s(&[topk], "k");
+        let (v, i) = (c.temp("top_scores"), c.temp("top_idx"));
+        let op = Op::TopK { axis: -1, largest: true, sorted: true };
+        c.emit(op, vec![Some(score), Some(kv)], vec![Some(v), Some(i)]);
+        let kth = last_slice(c, v, topk - 1, 1);
+        let ge = bin(c, BinaryOp::Less, score, kth, "below_topk");
+        score = c.emit_temp(Op::Where, vec![ge, ninf, score], "score_topk");
+    }
+    let ax1 = c.const_i64s(&[1], "axis1");
+    let scores3 = c.emit_temp(Op::Unsqueeze, vec![score, ax1], "scores");
+    let maxo = c.const_i64s(&[n], "max_out");
+    let iou = c.constant(Tensor::from_f32(vec![1], &[thresh as f32]).expect("one"), "iou_threshold");
+    let st = c.constant(Tensor::from_f32(vec![1], &[valid as f32]).expect("one"), "score_threshold");
+    let sel = c.emit_temp(
+        Op::NonMaxSuppression { center_point_box: center },
+        vec![boxes, scores3, maxo, iou, st],
+        "selected",
+    );
+    // keep[b, i] = 1 for selected (b, 0, i).
+    let cols = c.const_i64s(&[0, 2], "batch_box");
+    let idx = c.emit_temp(Op::Gather { axis: 1 }, vec![sel, cols], "sel_idx");
+    let k = c.emit_temp(Op::Shape { start: 0, end: Some(1) }, vec![sel], "num_selected");
+    let ones = c.emit_temp(Op::ConstantOfShape(Tensor::from_f32(vec![1], &[1.0]).expect("one")), vec![k], "ones");
+    let bn = c.emit_temp(Op::Shape { start: 0, end: Some(2) }, vec![x], "bn");
+    let zeros = c.emit_temp(Op::ConstantOfShape(Tensor::from_f32(vec![1], &[0.0]).expect("one")), vec![bn], "zeros");
+    let op = Op::ScatterNd { reduction: ferry_ir::ops::ScatterReduction::None };
+    let keep = c.emit_temp(op, vec![zeros, idx, ones], "keep");
+    let kept = c.emit_temp(Op::Binary(BinaryOp::Greater), vec![keep, zero], "kept");
+    // Kept rows first, best score first.
+    let key = c.emit_temp(Op::Where, vec![kept, score, ninf], "order_key");
+    let kv = c.const_i64s(&[n], "n");
+    let order = c.temp("order");
+    let sorted = c.temp("sorted_key");
+    c.emit(
+        Op::TopK { axis: 1, largest: true, sorted: true },
+        vec![Some(key), Some(kv)],
+        vec![Some(sorted), Some(order)],
+    );
+    let lastax = c.const_i64s(&[-1], "last");
+    let o3 = c.emit_temp(Op::Unsqueeze, vec![order, lastax], "order3");
+    let shape3 = c.emit_temp(Op::Shape { start: 0, end: None }, vec![x], "shape");
+    let o3 = c.emit_temp(Op::Expand, vec![o3, shape3], "order_rows");
+    let rows = c.emit_temp(Op::GatherElements { axis: 1 }, vec![x, o3], "rows");
+    let ks = c.emit_temp(Op::GatherElements { axis: 1 }, vec![kept, order], "kept_sorted");
+    let ks = c.emit_temp(Op::Unsqueeze, vec![ks, lastax], "kept_rows");
+    let m1 = c.scalar(dt, -1.0, "minus_one")?;
+    if batched {
+        c.emit_out(Op::Where, vec![ks, rows, m1], 0);
+    } else {
+        let y = c.emit_temp(Op::Where, vec![ks, rows, m1], "out");
+        let ax0 = c.const_i64s(&[0], "axis0");
+        c.emit_out(Op::Squeeze, vec![y, ax0], 0);
     }
     Ok(())
 }

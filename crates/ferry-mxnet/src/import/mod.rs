@@ -50,7 +50,7 @@ fn output_name(op: &str, idx: usize, multi: bool) -> String {
 fn numbered_outputs(op: &str, attrs: &[(String, String)]) -> bool {
     let get = |k: &str| attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
     match op {
-        "SliceChannel" | "split" | "_split_v2" | "_split_v2_backward" => true,
+        "SliceChannel" | "split" | "_split_v2" | "_split_v2_backward" | "_contrib_box_nms" | "box_nms" => true,
         "topk" => matches!(get("ret_typ"), Some("value" | "both")),
         "sort" => true,
         _ => false,
