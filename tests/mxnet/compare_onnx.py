@@ -65,6 +65,8 @@ def run_case(ferry, case, out_dir):
     cmd = [ferry, "convert", os.path.join(case, "model-symbol.json"), "-o", onnx_path]
     for i in meta["inputs"]:
         cmd += ["--input-shape", f"{i['name']}=" + ",".join(str(d) for d in i["shape"])]
+        if i.get("dtype", "float32") != "float32":
+            cmd += ["--input-type", f"{i['name']}={i['dtype']}"]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return "convert: " + (p.stderr.strip().splitlines() or ["failed"])[-1]

@@ -11,7 +11,7 @@ pub use params::{NdArray, ParamsFile, read_params, write_params};
 pub use symbol::{Symbol, read_symbol, write_symbol};
 
 use bytes::Bytes;
-use ferry_ir::{Model, Tensor};
+use ferry_ir::{DType, Model, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -75,6 +75,28 @@ pub struct LoadOptions {
     pub params: Option<PathBuf>,
     /// Shapes for graph inputs, by name.
     pub input_shapes: Vec<(String, Vec<u64>)>,
+    /// Element types for graph inputs, by name (default: the variable's `__dtype__`, else float32).
+    pub input_types: Vec<(String, DType)>,
+}
+
+/// An element type by its MXNet/NumPy name ("float32", "int32", ...) or ferry's ("f32", "i32").
+pub fn dtype_from_name(name: &str) -> Option<DType> {
+    Some(match name {
+        "float32" => DType::F32,
+        "float64" => DType::F64,
+        "float16" => DType::F16,
+        "bfloat16" => DType::BF16,
+        "uint8" => DType::U8,
+        "int8" => DType::I8,
+        "int16" => DType::I16,
+        "int32" => DType::I32,
+        "int64" => DType::I64,
+        "uint16" => DType::U16,
+        "uint32" => DType::U32,
+        "uint64" => DType::U64,
+        "bool" => DType::Bool,
+        other => return DType::from_name(other),
+    })
 }
 
 /// Loads `prefix-symbol.json` (+ its `.params`) into a model.
@@ -91,6 +113,10 @@ pub fn load(symbol_path: &Path, opts: &LoadOptions) -> Result<Model> {
     if let Some((name, _)) = opts.input_shapes.iter().find(|(n, _)| !var_names.contains(n.as_str())) {
         return Err(MxnetError::invalid(format!("--input-shape names '{name}', which is not an input of the graph")));
     }
-    import::import_symbol(&sym, &params, &shapes)
+    if let Some((name, _)) = opts.input_types.iter().find(|(n, _)| !var_names.contains(n.as_str())) {
+        return Err(MxnetError::invalid(format!("--input-type names '{name}', which is not an input of the graph")));
+    }
+    let types: HashMap<String, DType> = opts.input_types.iter().cloned().collect();
+    import::import_symbol_typed(&sym, &params, &shapes, &types)
         .map_err(|e| MxnetError::invalid(format!("{}: {e}", symbol_path.display())))
 }

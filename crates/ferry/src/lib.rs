@@ -17,6 +17,7 @@ mod format;
 
 pub use check::{CheckReport, Finding, Severity, check};
 pub use ferry_ir::{self as ir, Model};
+pub use ferry_mxnet::dtype_from_name as mxnet_dtype_from_name;
 pub use format::Format;
 
 use std::path::Path;
@@ -45,19 +46,25 @@ pub struct LoadOptions {
     pub params: Option<std::path::PathBuf>,
     /// Shapes for graph inputs, by name (MXNet symbol JSON usually has none).
     pub input_shapes: Vec<(String, Vec<u64>)>,
+    /// Element types for graph inputs, by name (MXNet symbol JSON usually has none).
+    pub input_types: Vec<(String, ferry_ir::DType)>,
 }
 
 /// [`load`] with format-specific options.
 pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model> {
     match Format::detect(path)? {
         Format::Onnx => {
-            if opts.params.is_some() || !opts.input_shapes.is_empty() {
-                return Err(Error::Usage("--params and --input-shape apply to MXNet models only".into()));
+            if opts.params.is_some() || !opts.input_shapes.is_empty() || !opts.input_types.is_empty() {
+                return Err(Error::Usage("--params, --input-shape and --input-type apply to MXNet models only".into()));
             }
             Ok(ferry_onnx::load(path)?)
         }
         Format::MxNet => {
-            let o = ferry_mxnet::LoadOptions { params: opts.params.clone(), input_shapes: opts.input_shapes.clone() };
+            let o = ferry_mxnet::LoadOptions {
+                params: opts.params.clone(),
+                input_shapes: opts.input_shapes.clone(),
+                input_types: opts.input_types.clone(),
+            };
             Ok(ferry_mxnet::load(path, &o)?)
         }
     }

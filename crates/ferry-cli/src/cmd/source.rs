@@ -11,6 +11,10 @@ pub struct SourceArgs {
     /// MXNet: bind a graph input's shape, e.g. data=1,3,224,224 (repeatable).
     #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
     pub input_shape: Vec<String>,
+    /// MXNet: a graph input's element type, e.g. data=int32 (repeatable; default: the symbol's
+    /// __dtype__, else float32).
+    #[arg(long = "input-type", value_name = "NAME=DTYPE")]
+    pub input_type: Vec<String>,
 }
 
 impl SourceArgs {
@@ -28,7 +32,15 @@ impl SourceArgs {
                 .map_err(|_| Refusal(format!("--input-shape '{spec}': dimensions must be non-negative integers")))?;
             input_shapes.push((name.to_string(), dims));
         }
-        let opts = ferry::LoadOptions { params: self.params.clone(), input_shapes };
+        let mut input_types = Vec::new();
+        for spec in &self.input_type {
+            let (name, ty) =
+                spec.split_once('=').ok_or_else(|| Refusal(format!("--input-type '{spec}': expected NAME=DTYPE")))?;
+            let ty = ferry::mxnet_dtype_from_name(ty.trim())
+                .ok_or_else(|| Refusal(format!("--input-type '{spec}': unknown element type '{ty}'")))?;
+            input_types.push((name.to_string(), ty));
+        }
+        let opts = ferry::LoadOptions { params: self.params.clone(), input_shapes, input_types };
         Ok(ferry::load_with(path, &opts)?)
     }
 }

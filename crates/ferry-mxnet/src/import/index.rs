@@ -272,8 +272,10 @@ fn nearest(c: &mut NodeCtx, x: ValueId, sh: f32, sw: f32, out: Option<usize>) ->
 }
 
 fn upsampling(c: &mut NodeCtx) -> Result<()> {
-    if c.string("sample_type", "nearest") != "nearest" {
-        return Err(c.error("UpSampling with sample_type=bilinear is not supported yet"));
+    match c.string("sample_type", "nearest").as_str() {
+        "nearest" => {}
+        "bilinear" => return super::detection::upsampling_bilinear(c),
+        other => return Err(c.error(format!("unknown sample_type '{other}'"))),
     }
     let scale = c.int("scale", 1)?;
     let inputs = c.inputs.clone();

@@ -3,9 +3,11 @@
 //! core ops through per-family tables. Ops without a canonicalizer are all reported at once.
 
 pub mod ctx;
+mod detection;
 mod elementwise;
 mod index;
 mod nn;
+mod rnn;
 mod shape;
 
 use crate::error::{MxnetError, Result};
@@ -17,14 +19,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub type Canonicalizer = fn(&mut NodeCtx) -> Result<()>;
 
 fn canonicalizer(op: &str) -> Option<Canonicalizer> {
-    let families: &[&[(&str, Canonicalizer)]] = &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS];
+    let families: &[&[(&str, Canonicalizer)]] =
+        &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op).map(|(_, f)| *f)
 }
 
 /// Every MXNet op name ferry canonicalizes.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&str> =
-        [nn::OPS, elementwise::OPS, shape::OPS, index::OPS].iter().flat_map(|f| f.iter().map(|(n, _)| *n)).collect();
+    let mut v: Vec<&str> = [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS]
+        .iter()
+        .flat_map(|f| f.iter().map(|(n, _)| *n))
+        .collect();
     v.sort();
     v
 }
@@ -45,7 +50,7 @@ fn output_name(op: &str, idx: usize, multi: bool) -> String {
 fn numbered_outputs(op: &str, attrs: &[(String, String)]) -> bool {
     let get = |k: &str| attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
     match op {
-        "SliceChannel" | "split" | "_split_v2" | "_split_v2_backward" => true,
+        "SliceChannel" | "split" | "_split_v2" | "_split_v2_backward" | "_contrib_box_nms" | "box_nms" => true,
         "topk" => matches!(get("ret_typ"), Some("value" | "both")),
         "sort" => true,
         _ => false,
@@ -71,6 +76,17 @@ pub fn import_symbol(
     sym: &Symbol,
     params: &HashMap<String, Tensor>,
     input_shapes: &HashMap<String, Vec<u64>>,
+) -> Result<Model> {
+    import_symbol_typed(sym, params, input_shapes, &HashMap::new())
+}
+
+/// [`import_symbol`] with element types for graph inputs (default: the variable's `__dtype__`,
+/// else float32).
+pub fn import_symbol_typed(
+    sym: &Symbol,
+    params: &HashMap<String, Tensor>,
+    input_shapes: &HashMap<String, Vec<u64>>,
+    input_types: &HashMap<String, DType>,
 ) -> Result<Model> {
     let mut graph = Graph { name: "mxnet".into(), ..Default::default() };
     let mut used_names: HashSet<String> = HashSet::new();
@@ -101,10 +117,14 @@ pub fn import_symbol(
                 values.insert((nid, 0), id);
             } else {
                 let get = |k: &str| attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
-                let dtype = match get("__dtype__").and_then(|f| f.parse::<i32>().ok()) {
-                    Some(f) => crate::params::dtype_from_flag(f)
-                        .ok_or_else(|| MxnetError::invalid(format!("variable '{}' has unknown dtype {f}", n.name)))?,
-                    None => DType::F32,
+                let dtype = match input_types.get(&n.name) {
+                    Some(t) => *t,
+                    None => match get("__dtype__").and_then(|f| f.parse::<i32>().ok()) {
+                        Some(f) => crate::params::dtype_from_flag(f).ok_or_else(|| {
+                            MxnetError::invalid(format!("variable '{}' has unknown dtype {f}", n.name))
+                        })?,
+                        None => DType::F32,
+                    },
                 };
                 let shape = match input_shapes.get(&n.name) {
                     Some(s) => Some(Shape::known(s)),

@@ -27,6 +27,8 @@ pub const OPS: &[(&str, Canonicalizer)] = &[
     ("L2Normalization", l2_normalization),
     ("LayerNorm", layer_norm),
     ("InstanceNorm", instance_norm),
+    ("_contrib_interleaved_matmul_selfatt_qk", selfatt_qk),
+    ("_contrib_interleaved_matmul_selfatt_valatt", selfatt_valatt),
 ];
 
 pub fn identity_first(c: &mut NodeCtx) -> Result<()> {
@@ -300,11 +302,9 @@ fn leaky_relu(c: &mut NodeCtx) -> Result<()> {
 }
 
 fn softmax(c: &mut NodeCtx, log: bool) -> Result<()> {
-    if c.bool("use_length", false)? {
-        return Err(c.error("softmax with use_length is not supported yet"));
-    }
     let x = c.input(0)?;
     let axis = c.int("axis", -1)?;
+    let length_mask = if c.bool("use_length", false)? { Some(length_mask(c, x, axis)?) } else { None };
     let mut x = x;
     if let Some(t) = c.float_opt("temperature")? {
         if t != 1.0 {
@@ -314,6 +314,26 @@ fn softmax(c: &mut NodeCtx, log: bool) -> Result<()> {
         }
     }
     let op = if log { Op::LogSoftmax { axis } } else { Op::Softmax { axis } };
+    if let Some(mask) = length_mask {
+        // Positions at or past the length take no part and come out as 0.
+        let dt = c.dtype_of(x).ok_or_else(|| c.error("the element type of the data is unknown"))?;
+        let ninf = c.scalar(dt, f64::NEG_INFINITY, "minus_inf")?;
+        let zero = c.scalar(dt, 0.0, "zero")?;
+        let xm = c.emit_temp(Op::Where, vec![mask, x, ninf], "masked");
+        let y = c.emit_temp(op, vec![xm], "softmax");
+        let y = match c.attr("dtype") {
+            Some(d) => {
+                let to = super::elementwise::dtype_by_name(c, d)?;
+                let z = c.emit_temp(super::elementwise::cast_op(to), vec![zero], "zero_t");
+                let y = c.emit_temp(super::elementwise::cast_op(to), vec![y], "cast");
+                c.emit_out(Op::Where, vec![mask, y, z], 0);
+                return Ok(());
+            }
+            None => y,
+        };
+        c.emit_out(Op::Where, vec![mask, y, zero], 0);
+        return Ok(());
+    }
     match c.attr("dtype") {
         Some(d) => {
             let to = super::elementwise::dtype_by_name(c, d)?;
@@ -432,4 +452,74 @@ fn instance_norm(c: &mut NodeCtx) -> Result<()> {
     let eps = c.float("eps", 1e-3)?;
     let axes: Vec<i64> = (2..rank as i64).collect();
     normalize(c, &axes, eps, 1, rank)
+}
+
+/// `index < length` along `axis` of `x` (length has x's shape without that axis).
+fn length_mask(c: &mut NodeCtx, x: ValueId, axis: i64) -> Result<ValueId> {
+    let len = c.input(1)?;
+    let rank = c.input_rank(0)?;
+    let axis = norm_axis(c, axis, rank)?;
+    let n = c.dims_of(x).and_then(|d| d[axis]).ok_or_else(|| c.error("the softmax axis must have a known size"))?;
+    let idx: Vec<i64> = (0..n as i64).collect();
+    let mut shape = vec![1u64; rank];
+    shape[axis] = n;
+    let t = ferry_ir::Tensor::from_i64(shape, &idx).expect("length matches");
+    let idx = c.constant(t, "positions");
+    let l = c.emit_temp(super::elementwise::cast_op(ferry_ir::DType::I64), vec![len], "length");
+    let ax = c.const_i64s(&[axis as i64], "axis");
+    let l = c.emit_temp(Op::Unsqueeze, vec![l, ax], "length_b");
+    Ok(bin(c, BinaryOp::Less, idx, l, "in_length"))
+}
+
+/// Known dims of a value, or an error asking for input shapes.
+fn known(c: &NodeCtx, v: ValueId) -> Result<Vec<u64>> {
+    c.dims_of(v)
+        .and_then(|d| d.into_iter().collect::<Option<Vec<u64>>>())
+        .ok_or_else(|| c.error("the input shape must be known (give input shapes with --input-shape)"))
+}
+
+/// One of q (0), k (1), v (2) from `[seq, batch, heads * 3 * head_dim]` (per head: q, k, v) as
+/// `[batch * heads, seq, head_dim]`.
+fn interleaved_part(c: &mut NodeCtx, qkv: ValueId, which: i64) -> Result<(ValueId, [u64; 4])> {
+    let d = known(c, qkv)?;
+    let heads = c.int("heads", 1)?;
+    let heads = u64::try_from(heads).ok().filter(|h| *h > 0).ok_or_else(|| c.error("heads must be positive"))?;
+    if d.len() != 3 || d[2] % (3 * heads) != 0 {
+        return Err(c.error(format!("input shape {d:?} is not [seq, batch, heads*3*head_dim]")));
+    }
+    let (seq, batch, hd) = (d[0], d[1], d[2] / (3 * heads));
+    let s = c.const_i64s(&[seq as i64, batch as i64, heads as i64, 3, hd as i64], "split_shape");
+    let x = c.emit_temp(Op::Reshape { allowzero: false }, vec![qkv, s], "heads");
+    let i = c.constant(ferry_ir::Tensor::from_i64(vec![], &[which]).expect("scalar"), "which");
+    let p = c.emit_temp(Op::Gather { axis: 3 }, vec![x, i], "part");
+    let t = c.emit_temp(Op::Transpose { perm: Some(vec![1, 2, 0, 3]) }, vec![p], "part_t");
+    let s = c.const_i64s(&[(batch * heads) as i64, seq as i64, hd as i64], "bh_shape");
+    let r = c.emit_temp(Op::Reshape { allowzero: false }, vec![t, s], "per_head");
+    Ok((r, [seq, batch, heads, hd]))
+}
+
+/// `q / sqrt(head_dim) @ kᵀ` per (batch, head): `[batch * heads, seq, seq]`.
+fn selfatt_qk(c: &mut NodeCtx) -> Result<()> {
+    let qkv = c.input(0)?;
+    let dt = c.input_dtype(0)?;
+    let (q, [.., hd]) = interleaved_part(c, qkv, 0)?;
+    let (k, _) = interleaved_part(c, qkv, 1)?;
+    let scale = c.scalar(dt, 1.0 / (hd as f64).sqrt(), "scale")?;
+    let q = bin(c, BinaryOp::Mul, q, scale, "q_scaled");
+    let kt = c.emit_temp(Op::Transpose { perm: Some(vec![0, 2, 1]) }, vec![k], "k_t");
+    c.emit_out(Op::MatMul, vec![q, kt], 0);
+    Ok(())
+}
+
+/// `attention @ v` per (batch, head), back to `[seq, batch, heads * head_dim]`.
+fn selfatt_valatt(c: &mut NodeCtx) -> Result<()> {
+    let (qkv, att) = (c.input(0)?, c.input(1)?);
+    let (v, [seq, batch, heads, hd]) = interleaved_part(c, qkv, 2)?;
+    let o = c.emit_temp(Op::MatMul, vec![att, v], "context");
+    let s = c.const_i64s(&[batch as i64, heads as i64, seq as i64, hd as i64], "bhsd");
+    let o = c.emit_temp(Op::Reshape { allowzero: false }, vec![o, s], "context_4d");
+    let t = c.emit_temp(Op::Transpose { perm: Some(vec![2, 0, 1, 3]) }, vec![o], "context_t");
+    let s = c.const_i64s(&[seq as i64, batch as i64, (heads * hd) as i64], "out_shape");
+    c.emit_out(Op::Reshape { allowzero: false }, vec![t, s], 0);
+    Ok(())
 }

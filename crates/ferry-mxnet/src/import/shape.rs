@@ -648,7 +648,12 @@ fn filled(c: &mut NodeCtx, v: f64) -> Result<()> {
 fn filled_like(c: &mut NodeCtx, v: f64) -> Result<()> {
     let x = c.input(0)?;
     let dt = c.input_dtype(0)?;
-    let s = c.emit_temp(Op::Shape { start: 0, end: None }, vec![x], "shape");
+    // A known shape as a constant keeps the result's shape known to later nodes.
+    let known = c.dims_of(x).and_then(|d| d.into_iter().map(|d| d.map(|d| d as i64)).collect::<Option<Vec<i64>>>());
+    let s = match known {
+        Some(d) => c.const_i64s(&d, "shape"),
+        None => c.emit_temp(Op::Shape { start: 0, end: None }, vec![x], "shape"),
+    };
     let mut t = super::ctx::scalar_tensor(dt, v).ok_or_else(|| c.error("unsupported dtype"))?;
     t.shape = vec![1];
     c.emit_out(Op::ConstantOfShape(t), vec![s], 0);
