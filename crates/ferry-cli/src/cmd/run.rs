@@ -20,8 +20,11 @@ pub enum OutFormat {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model to run (.onnx).
+    /// The model to run (.onnx, or MXNet prefix-symbol.json).
     model: PathBuf,
+    /// MXNet: the .params file (default: prefix-0000.params beside prefix-symbol.json).
+    #[arg(long, value_name = "FILE")]
+    params: Option<PathBuf>,
     /// An input: NAME=FILE, FILE .npy or .pb (TensorProto, SequenceProto or OptionalProto). NAME
     /// is a graph input name or #K, the K-th input that is not an initializer (0-based).
     #[arg(long = "input", value_name = "NAME=FILE")]
@@ -52,8 +55,43 @@ pub struct Args {
     json: bool,
 }
 
+/// MXNet symbols rarely state input shapes: take them from --input-shape and from the .npy/.npz
+/// inputs given, and the element types from those files too.
+fn load_model(a: &Args) -> Result<ferry::Model, Refusal> {
+    if ferry::Format::detect(&a.model)? != ferry::Format::MxNet {
+        if a.params.is_some() {
+            return Err(Refusal("--params applies to MXNet models only".into()));
+        }
+        return Ok(ferry::load(&a.model)?);
+    }
+    let mut known: Vec<(String, Tensor)> = Vec::new();
+    if let Some(p) = &a.npz {
+        known.extend(npy::read_npz(&read(p)?).map_err(|e| Refusal(format!("{}: {e}", p.display())))?);
+    }
+    for spec in &a.inputs {
+        if let Some((name, file)) = spec.split_once('=') {
+            if file.ends_with(".npy") {
+                let t = npy::read_npy(&read(Path::new(file))?).map_err(|e| Refusal(format!("{file}: {e}")))?;
+                known.push((name.to_string(), t));
+            }
+        }
+    }
+    let mut input_shapes: Vec<(String, Vec<u64>)> = known.iter().map(|(n, t)| (n.clone(), t.shape.clone())).collect();
+    for spec in &a.input_shapes {
+        if let Some((name, dims)) = spec.split_once('=') {
+            let dims: Result<Vec<u64>, _> = dims.split(',').filter(|d| !d.trim().is_empty()).map(|d| d.trim().parse()).collect();
+            let dims = dims.map_err(|_| Refusal(format!("--input-shape '{spec}': dimensions must be non-negative integers")))?;
+            input_shapes.retain(|(n, _)| n != name);
+            input_shapes.push((name.to_string(), dims));
+        }
+    }
+    let input_types = known.iter().map(|(n, t)| (n.clone(), t.dtype)).collect();
+    let opts = ferry::LoadOptions { params: a.params.clone(), input_shapes, input_types };
+    Ok(ferry::load_with(&a.model, &opts)?)
+}
+
 pub fn run(a: Args) -> Result<ExitCode, Refusal> {
-    let model = ferry::load(&a.model)?;
+    let model = load_model(&a)?;
     let prepared = Prepared::new(&model).map_err(|e| Refusal(e.to_string()))?;
     let g = prepared.graph();
     let free: Vec<usize> = g.inputs.iter().copied().filter(|i| g.initializer(*i).is_none()).collect();
