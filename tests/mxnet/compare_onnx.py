@@ -3,7 +3,10 @@
 with onnxruntime on the recorded inputs and compare with MXNet's recorded outputs
 (max abs diff <= 1e-3 * max|ref|).
 
-usage: compare_onnx.py FERRY_BINARY [--shared DIR] [--filter REGEX] [--keep DIR] [-q]
+usage: compare_onnx.py FERRY_BINARY [--shared DIR] [--filter REGEX] [--keep DIR] [-q] [--via-mxnet]
+
+--via-mxnet: convert the fixture to MXNet files with ferry first (out-symbol.json +
+out-0000.params), then those to ONNX: MXNet -> ferry IR -> MXNet -> ferry IR -> ONNX.
 Prints one line per case and a final "N passed, N failed" line; exit status 1 if any failed.
 """
 import argparse
@@ -59,15 +62,27 @@ def compare(got, ref):
     return None
 
 
-def run_case(ferry, case, out_dir):
+def run_case(ferry, case, out_dir, via_mxnet=False):
     meta = json.load(open(os.path.join(case, "meta.json")))
     onnx_path = os.path.join(out_dir, "model.onnx")
-    cmd = [ferry, "convert", os.path.join(case, "model-symbol.json"), "-o", onnx_path]
+    shapes = []
     for i in meta["inputs"]:
-        cmd += ["--input-shape", f"{i['name']}=" + ",".join(str(d) for d in i["shape"])]
+        shapes += ["--input-shape", f"{i['name']}=" + ",".join(str(d) for d in i["shape"])]
         if i.get("dtype", "float32") != "float32":
-            cmd += ["--input-type", f"{i['name']}={i['dtype']}"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+            shapes += ["--input-type", f"{i['name']}={i['dtype']}"]
+    src = os.path.join(case, "model-symbol.json")
+    if via_mxnet:
+        mx_path = os.path.join(out_dir, "out-symbol.json")
+        p = subprocess.run([ferry, "convert", src, "-o", mx_path] + shapes, capture_output=True, text=True)
+        if p.returncode != 0:
+            return "convert to MXNet: " + " | ".join(p.stderr.strip().splitlines()[-3:] or ["failed"])
+        src = mx_path
+        names = {nd["name"] for nd in json.load(open(mx_path))["nodes"] if nd["op"] == "null"}
+        shapes = []
+        for i in meta["inputs"]:
+            if i["name"] in names:
+                shapes += ["--input-shape", f"{i['name']}=" + ",".join(str(d) for d in i["shape"])]
+    p = subprocess.run([ferry, "convert", src, "-o", onnx_path] + shapes, capture_output=True, text=True)
     if p.returncode != 0:
         return "convert: " + (p.stderr.strip().splitlines() or ["failed"])[-1]
     try:
@@ -79,6 +94,10 @@ def run_case(ferry, case, out_dir):
     feeds = {}
     for i in meta["inputs"]:
         feeds[i["name"]] = np.load(os.path.join(case, i["file"]))
+    if via_mxnet:
+        # Inputs the graph never reads are not inputs of the MXNet export.
+        wanted = {i.name for i in sess.get_inputs()}
+        feeds = {k: v for k, v in feeds.items() if k in wanted}
     names = [o.name for o in sess.get_outputs()]
     want_names = [o["name"] for o in meta["outputs"]]
     try:
@@ -108,7 +127,11 @@ def main():
     ap.add_argument("--expected", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected.txt"),
                     help="cases that must pass (a failing one fails the run); missing file: all must pass")
     ap.add_argument("--update-expected", action="store_true", help="rewrite the expected list with the passes")
+    ap.add_argument("--via-mxnet", action="store_true",
+                    help="go through ferry's MXNet export first (default expected list: expected_via_mxnet.txt)")
     a = ap.parse_args()
+    if a.via_mxnet and a.expected == ap.get_default("expected"):
+        a.expected = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected_via_mxnet.txt")
     if not os.path.isdir(os.path.join(a.shared, "mxnet")):
         print(f"skipped: {a.shared}/mxnet not found")
         print("0 passed, 0 failed")
@@ -120,10 +143,10 @@ def main():
         if a.keep:
             out_dir = os.path.join(a.keep, label.replace("/", "__"))
             os.makedirs(out_dir, exist_ok=True)
-            why = run_case(a.ferry, case, out_dir)
+            why = run_case(a.ferry, case, out_dir, a.via_mxnet)
         else:
             with tempfile.TemporaryDirectory() as out_dir:
-                why = run_case(a.ferry, case, out_dir)
+                why = run_case(a.ferry, case, out_dir, a.via_mxnet)
         if why:
             failed += 1
             failures[label] = why

@@ -2,6 +2,7 @@
 //! written byte-exactly, and MXNet graphs are imported into the core IR.
 
 pub mod error;
+pub mod export;
 pub mod import;
 pub mod params;
 pub mod symbol;

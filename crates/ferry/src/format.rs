@@ -25,8 +25,11 @@ impl Format {
         if name.ends_with(".onnx") {
             return Ok(Format::Onnx);
         }
+        if name.ends_with("-symbol.json") || name.ends_with(".json") {
+            return Ok(Format::MxNet);
+        }
         Err(Error::Usage(format!(
-            "cannot tell the output format from '{}': use a name ending in .onnx",
+            "cannot tell the output format from '{}': use a name ending in .onnx or -symbol.json (MXNet)",
             path.display()
         )))
     }

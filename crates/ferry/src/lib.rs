@@ -97,6 +97,11 @@ pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<()> {
             };
             Ok(ferry_onnx::save(model, path, &o)?)
         }
-        Format::MxNet => Err(Error::Usage("writing MXNet models is not supported yet".into())),
+        Format::MxNet => {
+            if opts.opset.is_some() || opts.external_data {
+                return Err(Error::Usage("--opset and external data apply to ONNX output only".into()));
+            }
+            Ok(ferry_mxnet::export::save(model, path)?)
+        }
     }
 }

@@ -79,8 +79,10 @@ fn load_model(a: &Args) -> Result<ferry::Model, Refusal> {
     let mut input_shapes: Vec<(String, Vec<u64>)> = known.iter().map(|(n, t)| (n.clone(), t.shape.clone())).collect();
     for spec in &a.input_shapes {
         if let Some((name, dims)) = spec.split_once('=') {
-            let dims: Result<Vec<u64>, _> = dims.split(',').filter(|d| !d.trim().is_empty()).map(|d| d.trim().parse()).collect();
-            let dims = dims.map_err(|_| Refusal(format!("--input-shape '{spec}': dimensions must be non-negative integers")))?;
+            let dims: Result<Vec<u64>, _> =
+                dims.split(',').filter(|d| !d.trim().is_empty()).map(|d| d.trim().parse()).collect();
+            let dims =
+                dims.map_err(|_| Refusal(format!("--input-shape '{spec}': dimensions must be non-negative integers")))?;
             input_shapes.retain(|(n, _)| n != name);
             input_shapes.push((name.to_string(), dims));
         }
