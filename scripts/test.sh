@@ -38,6 +38,8 @@ $PY tests/onnx_conformance/roundtrip.py -q --opset 13 | tee target/roundtrip-ops
 
 echo "== MXNet models and op fixtures (../shared/mxnet) -> ONNX -> onnxruntime vs MXNet's recorded outputs"
 $PY tests/mxnet/compare_onnx.py target/release/ferry -q | tee target/mxnet-onnx.txt
+echo "== the same MXNet files run directly by ferry run (reference runtime) vs MXNet's outputs"
+$PY tests/mxnet/compare_onnx.py target/release/ferry -q --run | tee target/mxnet-run.txt
 echo "== the same, through ferry's MXNet export first (MXNet -> MXNet files -> ONNX)"
 $PY tests/mxnet/compare_onnx.py target/release/ferry -q --via-mxnet | tee target/mxnet-via-mxnet.txt
 echo "== ONNX backend node models through the MXNet export and back (ONNX -> MXNet -> ONNX)"
@@ -51,6 +53,7 @@ echo "reference runtime, backend cases: $(count target/runtime-tests.log)"
 echo "convert round trip, same opset:   $(count target/roundtrip-default.txt)"
 echo "convert round trip, --opset 13:   $(count target/roundtrip-opset13.txt)"
 echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
+echo "ferry run on MXNet files:         $(count target/mxnet-run.txt)"
 echo "MXNet -> MXNet -> ONNX:           $(count target/mxnet-via-mxnet.txt)"
 echo "ONNX -> MXNet -> ONNX:            $(grep -oE "^[0-9]+ passed, [0-9]+ failed.*" target/onnx-via-mxnet.txt | tail -n 1)"
 echo "(failed cases above are known and listed with reasons under target/; any case in"
@@ -60,5 +63,6 @@ d=$(count target/roundtrip-default.txt | awk '{print $1}')
 o=$(count target/roundtrip-opset13.txt | awk '{print $1}')
 m=$(count target/mxnet-onnx.txt | awk '{print $1}')
 v=$(count target/mxnet-via-mxnet.txt | awk '{print $1}')
+w=$(count target/mxnet-run.txt | awk '{print $1}')
 x=$(count target/onnx-via-mxnet.txt | awk '{print $1}')
-echo "$((rust_passed + r + d + o + m + v + x)) passed, 0 failed"
+echo "$((rust_passed + r + d + o + m + v + w + x)) passed, 0 failed"

@@ -117,6 +117,31 @@ def run_case(ferry, case, out_dir, via_mxnet=False):
     return "; ".join(problems) or None
 
 
+def run_case_on_ferry(ferry, case, out_dir):
+    """`ferry run` on the MXNet files themselves (reference runtime), against MXNet's outputs."""
+    meta = json.load(open(os.path.join(case, "meta.json")))
+    cmd = [ferry, "run", os.path.join(case, "model-symbol.json"), "--output-dir", out_dir]
+    for i in meta["inputs"]:
+        cmd += ["--input", f"{i['name']}=" + os.path.join(case, i["file"])]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return "ferry run: " + (p.stderr.strip().splitlines() or ["failed"])[-1]
+    listed = json.load(open(os.path.join(out_dir, "outputs.json")))["outputs"]
+    if len(listed) != len(meta["outputs"]):
+        return f"{len(listed)} outputs, MXNet has {len(meta['outputs'])}"
+    problems = []
+    names = [o["name"] for o in listed]
+    want_names = [o["name"] for o in meta["outputs"]]
+    if names != want_names:
+        problems.append(f"output names {names} != {want_names}")
+    for k, o in enumerate(meta["outputs"]):
+        got = np.load(os.path.join(out_dir, f"output_{k}.npy"))
+        why = compare(got, np.load(os.path.join(case, o["file"])))
+        if why:
+            problems.append(f"output {k} ({o['name']}): {why}")
+    return "; ".join(problems) or None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ferry")
@@ -129,7 +154,12 @@ def main():
     ap.add_argument("--update-expected", action="store_true", help="rewrite the expected list with the passes")
     ap.add_argument("--via-mxnet", action="store_true",
                     help="go through ferry's MXNet export first (default expected list: expected_via_mxnet.txt)")
+    ap.add_argument("--run", action="store_true",
+                    help="run the MXNet files with `ferry run` instead of converting to ONNX "
+                         "(default expected list: expected_run.txt)")
     a = ap.parse_args()
+    if a.run and a.expected == ap.get_default("expected"):
+        a.expected = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected_run.txt")
     if a.via_mxnet and a.expected == ap.get_default("expected"):
         a.expected = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected_via_mxnet.txt")
     if not os.path.isdir(os.path.join(a.shared, "mxnet")):
@@ -143,10 +173,13 @@ def main():
         if a.keep:
             out_dir = os.path.join(a.keep, label.replace("/", "__"))
             os.makedirs(out_dir, exist_ok=True)
-            why = run_case(a.ferry, case, out_dir, a.via_mxnet)
+            why = run_case_on_ferry(a.ferry, case, out_dir) if a.run else run_case(a.ferry, case, out_dir, a.via_mxnet)
         else:
             with tempfile.TemporaryDirectory() as out_dir:
-                why = run_case(a.ferry, case, out_dir, a.via_mxnet)
+                if a.run:
+                    why = run_case_on_ferry(a.ferry, case, out_dir)
+                else:
+                    why = run_case(a.ferry, case, out_dir, a.via_mxnet)
         if why:
             failed += 1
             failures[label] = why
