@@ -380,3 +380,31 @@ fn deeply_nested_if_bodies_are_refused_not_overflowed() {
     std::fs::write(&p, bytes).unwrap();
     assert_refused(&p, "5000 nested If bodies");
 }
+
+#[test]
+fn run_refuses_absurd_tensors_before_allocating_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = proto::TensorProto {
+        name: Some("shape".into()),
+        dims: vec![2],
+        data_type: Some(DataType::Int64 as i32),
+        int64_data: vec![1 << 40, 6],
+        ..Default::default()
+    };
+    let model = proto::ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![proto::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        graph: Some(proto::GraphProto {
+            name: Some("g".into()),
+            node: vec![node("ConstantOfShape", &["shape"], &["y"])],
+            initializer: vec![shape],
+            output: vec![proto::ValueInfoProto { name: Some("y".into()), ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = write(dir.path(), "huge.onnx", &model);
+    let o = ferry(&["run", s(&p), "--random-inputs"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("FERRY_MAX_TENSOR_BYTES"), "{}", stderr(&o));
+}

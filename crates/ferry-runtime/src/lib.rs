@@ -11,6 +11,7 @@
 pub mod array;
 mod exec;
 pub mod kernels;
+pub mod limits;
 pub mod lowbits;
 mod value;
 

@@ -417,8 +417,9 @@ fn random_input(
             return Err(Refusal(format!("input '{name}' has an unknown rank; give --input-shape {name}=...")));
         }
     };
-    let n = dims.iter().try_fold(1u64, |a, d| a.checked_mul(*d)).filter(|n| *n <= 1 << 31);
-    let n = n.ok_or_else(|| Refusal(format!("input '{name}': shape {dims:?} is too large for random values")))?;
+    // Values are drawn as f64 first: bound that too.
+    ferry_runtime::limits::check_tensor(DType::F64, &dims, &format!("random input '{name}'")).map_err(Refusal)?;
+    let n: u64 = dims.iter().product();
     let mut rng = Rng::new(seed ^ 0x5eed);
     let vals = (0..n).map(|_| rng.uniform());
     let t = if *dtype == DType::Bool {

@@ -1,0 +1,32 @@
+//! Ceilings on what one run may allocate, so a hostile or mistaken model gets a clear error
+//! instead of an out-of-memory abort.
+
+use std::sync::OnceLock;
+
+/// Default ceiling for one tensor: 4 GiB.
+pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 4 << 30;
+
+/// The ceiling for one tensor, from `FERRY_MAX_TENSOR_BYTES` when set.
+pub fn max_tensor_bytes() -> u64 {
+    static LIMIT: OnceLock<u64> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("FERRY_MAX_TENSOR_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_TENSOR_BYTES)
+    })
+}
+
+/// Refuses a tensor of `dtype` and `shape` that would exceed the ceiling.
+pub fn check_tensor(dtype: ferry_ir::DType, shape: &[u64], what: &str) -> Result<(), String> {
+    let numel = shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d));
+    let bytes = numel.and_then(|n| dtype.storage_bytes(n)).or(numel.map(|n| n.saturating_mul(16)));
+    let limit = max_tensor_bytes();
+    match bytes {
+        Some(b) if b <= limit => Ok(()),
+        _ => Err(format!(
+            "{what} would be a {dtype} tensor of shape {shape:?}, over the {limit}-byte limit for one tensor \
+             (raise it with FERRY_MAX_TENSOR_BYTES)"
+        )),
+    }
+}
