@@ -223,23 +223,7 @@ pub fn parse_tuple(v: &str) -> Option<Vec<Option<i64>>> {
 }
 
 pub fn scalar_tensor(dtype: DType, v: f64) -> Option<Tensor> {
-    let bytes: Vec<u8> = match dtype {
-        DType::F32 => (v as f32).to_le_bytes().to_vec(),
-        DType::F64 => v.to_le_bytes().to_vec(),
-        DType::F16 => half::f16::from_f64(v).to_le_bytes().to_vec(),
-        DType::BF16 => half::bf16::from_f64(v).to_le_bytes().to_vec(),
-        DType::I64 => (v as i64).to_le_bytes().to_vec(),
-        DType::I32 => (v as i32).to_le_bytes().to_vec(),
-        DType::I16 => (v as i16).to_le_bytes().to_vec(),
-        DType::I8 => (v as i8).to_le_bytes().to_vec(),
-        DType::U8 => (v as u8).to_le_bytes().to_vec(),
-        DType::U16 => (v as u16).to_le_bytes().to_vec(),
-        DType::U32 => (v as u32).to_le_bytes().to_vec(),
-        DType::U64 => (v as u64).to_le_bytes().to_vec(),
-        DType::Bool => vec![u8::from(v != 0.0)],
-        _ => return None,
-    };
-    Tensor::from_raw(dtype, vec![], bytes::Bytes::from(bytes)).ok()
+    Tensor::scalar_from_f64(dtype, v)
 }
 
 #[cfg(test)]
