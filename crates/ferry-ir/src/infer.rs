@@ -701,6 +701,80 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             let dim = |v: Option<i64>| v.map_or(Dim::Unknown, |v| Dim::Known(v as u64));
             Ok(vec![tensor(Some(*d), Some(Shape(vec![dim(n.map(|n| n / 2 + 1)), dim(bins)])))])
         }
+        Op::GridSample { .. } => {
+            let out = match (shape(0), shape(1)) {
+                (Some(x), Some(g)) if x.rank() >= 2 && g.rank() >= 2 => {
+                    let mut dims = vec![x.0[0].clone(), x.0[1].clone()];
+                    dims.extend(g.0[1..g.rank() - 1].iter().cloned());
+                    Some(Shape(dims))
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::Col2Im { .. } => {
+            let out = match (shape(0), const_ints(konst(1)), const_ints(konst(2))) {
+                (Some(x), Some(img), Some(block)) if x.rank() == 3 && block.iter().all(|b| *b > 0) => {
+                    let n: u64 = block.iter().map(|b| *b as u64).product();
+                    let c = match &x.0[1] {
+                        Dim::Known(cb) if cb % n == 0 => Dim::Known(cb / n),
+                        Dim::Known(cb) => return Err(format!("{cb} columns are not a multiple of the block size {n}")),
+                        _ => Dim::Unknown,
+                    };
+                    let mut dims = vec![x.0[0].clone(), c];
+                    dims.extend(img.iter().map(|d| Dim::Known((*d).max(0) as u64)));
+                    Some(Shape(dims))
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::RoiAlign { output_height, output_width, .. } => {
+            let r = shape(1).filter(|s| s.rank() == 2).map(|s| s.0[0].clone()).unwrap_or(Dim::Unknown);
+            let c = shape(0).filter(|s| s.rank() == 4).map(|s| s.0[1].clone()).unwrap_or(Dim::Unknown);
+            let dims = vec![r, c, Dim::Known(*output_height), Dim::Known(*output_width)];
+            Ok(vec![tensor(dtype(0), Some(Shape(dims)))])
+        }
+        Op::MaxUnpool { kernel_shape, strides, pads } => {
+            let out = match (shape(0), konst(2)) {
+                (_, Some(t)) => {
+                    const_ints(Some(t)).map(|v| Shape(v.iter().map(|d| Dim::Known((*d).max(0) as u64)).collect()))
+                }
+                (Some(x), None) if x.rank() >= 3 => {
+                    let spatial = x.rank() - 2;
+                    let mut dims = vec![x.0[0].clone(), x.0[1].clone()];
+                    for i in 0..spatial {
+                        let k = *kernel_shape.get(i).unwrap_or(&1);
+                        let s = *strides.get(i).unwrap_or(&1);
+                        let p = pads.get(i).unwrap_or(&0) + pads.get(i + spatial).unwrap_or(&0);
+                        dims.push(match &x.0[2 + i] {
+                            Dim::Known(d) => Dim::Known(((d.saturating_sub(1)) * s + k).saturating_sub(p)),
+                            _ => Dim::Unknown,
+                        });
+                    }
+                    Some(Shape(dims))
+                }
+                _ => None,
+            };
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::DeformConv { conv, .. } => {
+            let mut plain = node.clone();
+            plain.op = Op::Conv(conv.clone());
+            infer_node(&plain, &inputs[..inputs.len().min(2)], &consts[..consts.len().min(2)])
+        }
+        Op::Det => {
+            let out = shape(0).filter(|s| s.rank() >= 2).map(|s| Shape(s.0[..s.rank() - 2].to_vec()));
+            Ok(vec![tensor(dtype(0), out)])
+        }
+        Op::BitCast { to } => {
+            if let Some(from) = dtype(0) {
+                if from.bits() != to.bits() {
+                    return Err(format!("BitCast from {from} to {to} changes the bit width"));
+                }
+            }
+            Ok(vec![tensor(Some(*to), shape(0))])
+        }
         Op::Opaque(_) => unknown(),
     }
 }

@@ -274,6 +274,27 @@ pub struct Attention {
     pub right_window_size: Option<u64>,
 }
 
+/// How [`Op::GridSample`] interpolates between input elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GridSampleMode {
+    /// Multilinear over the 2 nearest elements per spatial axis (ONNX "linear"/"bilinear").
+    Linear,
+    /// The nearest element, ties rounded half to even.
+    Nearest,
+    /// Keys cubic convolution (a = -0.75) over 4 elements per spatial axis ("cubic"/"bicubic").
+    Cubic,
+}
+
+/// What [`Op::GridSample`] reads outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GridSamplePadding {
+    Zeros,
+    /// The nearest border element.
+    Border,
+    /// Coordinates reflected at the borders until they fall inside.
+    Reflection,
+}
+
 /// An attribute value of an op the core set does not (yet) model: carried through unchanged.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
@@ -517,6 +538,53 @@ pub enum Op {
     },
     /// Fused scaled dot-product attention (see [`Attention`]).
     Attention(Attention),
+    /// Samples `x [N, C, D...]` at the normalized coordinates of `grid [N, D_out..., r]`
+    /// (`grid[..., 0]` indexes the last spatial axis); the output is `[N, C, D_out...]`.
+    GridSample {
+        mode: GridSampleMode,
+        padding: GridSamplePadding,
+        /// -1 and 1 name the centers of the corner elements (else their outer edges).
+        align_corners: bool,
+    },
+    /// Rearranges column blocks `[N, C * prod(block_shape), L]` into an image of
+    /// `[input, image_shape, block_shape]`, summing overlaps (the inverse of im2col).
+    Col2Im {
+        dilations: Vec<u64>,
+        /// Begin for each spatial axis, then end for each.
+        pads: Vec<u64>,
+        strides: Vec<u64>,
+    },
+    /// Region-of-interest align over `[X [N, C, H, W], rois [R, 4], batch_indices [R]]`.
+    RoiAlign {
+        output_height: u64,
+        output_width: u64,
+        /// Samples per bin along each axis; 0: adaptive (`ceil(roi size / output size)`).
+        sampling_ratio: u64,
+        spatial_scale: f32,
+        /// Max over the (weighted) samples instead of their mean.
+        max_mode: bool,
+        /// Shift roi coordinates by -0.5 (ONNX "half_pixel"), else "output_half_pixel".
+        half_pixel: bool,
+    },
+    /// Scatters `X` to the flat positions `I` (MaxPool's indices) of a zero tensor, of
+    /// `[X, I, output_shape?]`.
+    MaxUnpool {
+        kernel_shape: Vec<u64>,
+        strides: Vec<u64>,
+        /// Begin for each spatial axis, then end for each.
+        pads: Vec<u64>,
+    },
+    /// Deformable convolution of `[X, W, offset, B?, mask?]`; `conv.pads` is always explicit.
+    DeformConv {
+        conv: Conv,
+        offset_group: u64,
+    },
+    /// Determinant of the trailing square matrices.
+    Det,
+    /// Reinterprets each element's bytes as `to` (same bit width).
+    BitCast {
+        to: DType,
+    },
 
     // Signal processing. Complex values are a trailing dimension of 2 (real, imaginary).
     /// Discrete Fourier transform of `[x, dft_length?, axis]` (axis: a scalar, usually constant, counted
@@ -623,9 +691,14 @@ impl Op {
             | Op::Pool(_) => OpClass::Reduction,
             // Attention's Y is a contraction (probabilities · V): an elementwise epilogue on it can run in
             // a fused kernel's final store, as after a GEMM. (present_key/value are plain copies.)
-            Op::MatMul | Op::Conv(_) | Op::ConvTranspose(_) | Op::Einsum { .. } | Op::Attention(_) => {
-                OpClass::FusableOutput
-            }
+            Op::MatMul
+            | Op::Conv(_)
+            | Op::ConvTranspose(_)
+            | Op::Einsum { .. }
+            | Op::Attention(_)
+            | Op::DeformConv { .. } => OpClass::FusableOutput,
+            Op::BitCast { .. } => OpClass::Elementwise,
+            Op::Det => OpClass::Reduction,
             Op::Constant(_)
             | Op::ConstantOfShape(_)
             | Op::Range
@@ -650,6 +723,10 @@ impl Op {
             | Op::Dft { .. }
             | Op::Stft { .. }
             | Op::MelWeightMatrix { .. }
+            | Op::GridSample { .. }
+            | Op::RoiAlign { .. }
+            | Op::MaxUnpool { .. }
+            | Op::Col2Im { .. }
             | Op::If { .. }
             | Op::Loop { .. }
             | Op::Scan(_)

@@ -2,7 +2,7 @@
 //! core op does not compile until it has one (or an explicit refusal).
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
-use super::{attention, control, elementwise, misc, nn, reduce, shape};
+use super::{attention, control, elementwise, misc, nn, reduce, shape, vision};
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -102,6 +102,15 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::Dft { inverse, onesided } => misc::dft(c, *inverse, *onesided),
         Op::Stft { onesided } => misc::stft(c, *onesided),
         Op::MelWeightMatrix { dtype } => misc::mel_weight_matrix(c, *dtype),
+        Op::GridSample { mode, padding, align_corners } => vision::grid_sample(c, *mode, *padding, *align_corners),
+        Op::Col2Im { dilations, pads, strides } => vision::col2im(c, dilations, pads, strides),
+        Op::RoiAlign { output_height, output_width, sampling_ratio, spatial_scale, max_mode, half_pixel } => {
+            vision::roi_align(c, *output_height, *output_width, *sampling_ratio, *spatial_scale, *max_mode, *half_pixel)
+        }
+        Op::MaxUnpool { kernel_shape, strides, pads } => vision::max_unpool(c, kernel_shape, strides, pads),
+        Op::DeformConv { conv, offset_group } => vision::deform_conv(c, conv, *offset_group),
+        Op::Det => vision::det(c),
+        Op::BitCast { to } => vision::bit_cast(c, *to),
         Op::Opaque(o) => opaque(c, o),
     }
 }

@@ -11,6 +11,7 @@ mod nn;
 mod reduce;
 mod shape;
 mod typecheck;
+mod vision;
 
 use crate::error::{ExportProblem, OnnxError, Result};
 use crate::proto;

@@ -27,7 +27,7 @@ fn pad_attrs(pads: &AutoPad, attrs: &mut Vec<AttributeProto>) {
     }
 }
 
-fn conv_attrs(conv: &Conv) -> Vec<AttributeProto> {
+pub(super) fn conv_attrs(conv: &Conv) -> Vec<AttributeProto> {
     let mut attrs = Vec::new();
     if let Some(k) = &conv.kernel_shape {
         attrs.push(attr_ints("kernel_shape", &sizes(k)));

@@ -11,6 +11,7 @@ mod misc;
 pub(crate) mod nn;
 mod reduce;
 mod shape;
+mod vision;
 
 use crate::error::{OnnxError, Result};
 use crate::external::ExternalData;
@@ -30,8 +31,17 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
     if !domain.is_empty() {
         return None;
     }
-    let families: &[&[(&str, Canonicalizer)]] =
-        &[elementwise::OPS, nn::OPS, reduce::OPS, control::OPS, shape::OPS, misc::OPS, attention::OPS, compose::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[
+        elementwise::OPS,
+        nn::OPS,
+        reduce::OPS,
+        control::OPS,
+        shape::OPS,
+        misc::OPS,
+        attention::OPS,
+        compose::OPS,
+        vision::OPS,
+    ];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 

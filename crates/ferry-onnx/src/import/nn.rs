@@ -51,7 +51,7 @@ fn auto_pad(c: &NodeCtx) -> Result<AutoPad> {
     })
 }
 
-fn conv_attrs(c: &NodeCtx) -> Result<Conv> {
+pub(crate) fn conv_attrs(c: &NodeCtx) -> Result<Conv> {
     Ok(Conv {
         kernel_shape: c.attr_sizes("kernel_shape")?,
         strides: c.attr_sizes("strides")?.unwrap_or_default(),

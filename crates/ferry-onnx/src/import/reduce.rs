@@ -281,11 +281,11 @@ fn batch_norm(c: &mut NodeCtx) -> Result<Canon> {
     let x = c.required_input(0)?;
     let (scale, bias, mean, var) =
         (c.required_input(1)?, c.required_input(2)?, c.required_input(3)?, c.required_input(4)?);
+    if c.version >= 14 && c.attr_i("training_mode", 0)? != 0 {
+        return batch_norm_training(c, x, (scale, bias, mean, var));
+    }
     if c.outputs.iter().skip(1).any(Option::is_some) {
         return Ok(Canon::KeepOpaque("training outputs (running/saved statistics) requested".into()));
-    }
-    if c.attr_i("training_mode", 0)? != 0 {
-        return Ok(Canon::KeepOpaque("training_mode=1".into()));
     }
     if c.version < 7 && c.attr_i("is_test", 0)? == 0 {
         return Ok(Canon::KeepOpaque("is_test=0 (training mode)".into()));
@@ -310,6 +310,54 @@ fn batch_norm(c: &mut NodeCtx) -> Result<Canon> {
     let normalized = bin(c, BinaryOp::Div, centered, std, "normalized");
     let scaled = bin(c, BinaryOp::Mul, normalized, scale, "scaled");
     c.emit_to_output(Op::Binary(BinaryOp::Add), vec![Some(scaled), Some(bias)], 0);
+    Ok(Canon::Done)
+}
+
+/// BatchNormalization-14/15 with `training_mode=1`: normalizes with the batch statistics (mean
+/// and population variance over every axis but 1) and outputs the updated running statistics
+/// `running * momentum + batch * (1 - momentum)`.
+fn batch_norm_training(
+    c: &mut NodeCtx,
+    x: ValueId,
+    (scale, bias, mean, var): (ValueId, ValueId, ValueId, ValueId),
+) -> Result<Canon> {
+    let rank = need!(c.input_rank(0), "input rank unknown");
+    let dtype = need!(float_dtype(c.input_dtype(0)), "input dtype unknown or not floating");
+    if (1..5).any(|i| c.input_dtype(i) != Some(dtype)) {
+        return Ok(Canon::KeepOpaque("statistics or scale of another (or unknown) type than the input".into()));
+    }
+    if rank < 2 {
+        return Err(c.error(format!("input of rank {rank}; needs [N, C, ...]")));
+    }
+    let momentum = c.attr_f("momentum", 0.9)? as f64;
+    let eps = c.attr_f("epsilon", 1e-5)? as f64;
+    let axes: Vec<i64> = std::iter::once(0).chain(2..rank as i64).collect();
+    let axes = c.const_i64s(&axes, "batch_axes");
+    let reduce = Op::Reduce { kind: ReduceKind::Mean, keepdims: false, noop_with_empty_axes: false };
+    let batch_mean = c.emit_temp(reduce.clone(), vec![Some(x), Some(axes)], "batch_mean");
+    let mean_b = per_channel(c, batch_mean, rank, "batch_mean_b");
+    let centered = bin(c, BinaryOp::Sub, x, mean_b, "centered");
+    let squared = bin(c, BinaryOp::Mul, centered, centered, "squared");
+    let batch_var = c.emit_temp(reduce, vec![Some(squared), Some(axes)], "batch_var");
+    let eps = scalar_const(c, dtype, eps, "epsilon");
+    let var_eps = bin(c, BinaryOp::Add, batch_var, eps, "var_eps");
+    let std = un(c, UnaryOp::Sqrt, var_eps, "std");
+    let std = per_channel(c, std, rank, "std_b");
+    let scale_b = per_channel(c, scale, rank, "scale_b");
+    let bias_b = per_channel(c, bias, rank, "bias_b");
+    let scaled = bin(c, BinaryOp::Mul, scale_b, centered, "scaled");
+    let normalized = bin(c, BinaryOp::Div, scaled, std, "normalized");
+    c.emit_to_output(Op::Binary(BinaryOp::Add), vec![Some(normalized), Some(bias_b)], 0);
+    for (slot, running, batch) in [(1, mean, batch_mean), (2, var, batch_var)] {
+        if c.output(slot).is_none() {
+            continue;
+        }
+        let m = scalar_const(c, dtype, momentum, "momentum");
+        let rest = scalar_const(c, dtype, 1.0 - momentum, "one_minus_momentum");
+        let kept = bin(c, BinaryOp::Mul, running, m, "kept");
+        let added = bin(c, BinaryOp::Mul, batch, rest, "added");
+        c.emit_to_output(Op::Binary(BinaryOp::Add), vec![Some(kept), Some(added)], slot);
+    }
     Ok(Canon::Done)
 }
 

@@ -26,7 +26,7 @@ pub(crate) fn positions(shape: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-fn per_axis(v: &[u64], n: usize, what: &str) -> KernelResult<Vec<usize>> {
+pub(crate) fn per_axis(v: &[u64], n: usize, what: &str) -> KernelResult<Vec<usize>> {
     if v.is_empty() {
         return Ok(vec![1; n]);
     }
@@ -37,7 +37,7 @@ fn per_axis(v: &[u64], n: usize, what: &str) -> KernelResult<Vec<usize>> {
 }
 
 /// Begin and end pads per spatial axis, and output sizes (floor mode unless `ceil`).
-fn window_geometry(
+pub(crate) fn window_geometry(
     pads: &AutoPad,
     input: &[usize],
     ek: &[usize],
@@ -86,7 +86,7 @@ fn window_geometry(
     Ok((pb, pe, out))
 }
 
-fn strides_of(shape: &[usize]) -> Vec<usize> {
+pub(crate) fn strides_of(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
         s[i] = s[i + 1] * shape[i + 1];

@@ -12,6 +12,7 @@ mod reduce;
 mod rnn;
 mod sequence;
 mod signal;
+mod vision;
 
 use crate::array::Array;
 use crate::{KernelResult, Value};
@@ -188,6 +189,51 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
         Op::Dft { inverse, onesided } => one(tensor_value(signal::dft(args, *inverse, *onesided)?)),
         Op::Stft { onesided } => one(tensor_value(signal::stft(args, *onesided)?)),
         Op::MelWeightMatrix { dtype } => one(tensor_value(signal::mel_weight_matrix(args, *dtype)?)),
+        Op::GridSample { mode, padding, align_corners } => {
+            one(tensor_value(vision::grid_sample(*mode, *padding, *align_corners, &array(args, 0)?, &array(args, 1)?)?))
+        }
+        Op::Col2Im { dilations, pads, strides } => one(tensor_value(vision::col2im(
+            &array(args, 0)?,
+            &ints(args, 1)?,
+            &ints(args, 2)?,
+            dilations,
+            pads,
+            strides,
+        )?)),
+        Op::RoiAlign { output_height, output_width, sampling_ratio, spatial_scale, max_mode, half_pixel } => {
+            one(tensor_value(vision::roi_align(
+                &array(args, 0)?,
+                &array(args, 1)?,
+                &ints(args, 2)?,
+                (*output_height, *output_width),
+                *sampling_ratio,
+                *spatial_scale,
+                *max_mode,
+                *half_pixel,
+            )?))
+        }
+        Op::MaxUnpool { kernel_shape, strides, pads } => one(tensor_value(vision::max_unpool(
+            &array(args, 0)?,
+            &ints(args, 1)?,
+            opt_ints(args, 2)?,
+            kernel_shape,
+            strides,
+            pads,
+        )?)),
+        Op::DeformConv { conv, offset_group } => one(tensor_value(vision::deform_conv(
+            conv,
+            *offset_group,
+            &array(args, 0)?,
+            &array(args, 1)?,
+            &array(args, 2)?,
+            opt_array(args, 3)?.as_ref(),
+            opt_array(args, 4)?.as_ref(),
+        )?)),
+        Op::Det => one(tensor_value(vision::det(&array(args, 0)?)?)),
+        Op::BitCast { to } => match arg_value(args, 0)? {
+            Value::Tensor(t) => one(Value::Tensor(vision::bit_cast(t, *to)?)),
+            other => Err(format!("BitCast of a {}", other.kind())),
+        },
         // The executor runs these itself (they need the enclosing graph's values).
         Op::If { .. } | Op::Loop { .. } | Op::Scan(_) => Err("control flow reached the kernel table".into()),
         Op::Opaque(o) => {
