@@ -309,6 +309,12 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
         Op::Rnn(_) => no("RNN is not lowered (MXNet's fused RNN packs its weights differently)"),
         Op::NonMaxSuppression { .. } => no("NonMaxSuppression is not lowered"),
         Op::Attention(_) => no("Attention is not lowered"),
+        Op::GridSample { .. } => no("GridSample is not lowered (MXNet's BilinearSampler differs in padding and modes)"),
+        Op::RoiAlign { .. } => no("RoiAlign is not lowered"),
+        Op::DeformConv { .. } => no("DeformConv is not lowered"),
+        Op::Col2Im { .. } | Op::MaxUnpool { .. } | Op::Det | Op::BitCast { .. } => {
+            no("this op has no MXNet 1.9 counterpart ferry lowers to")
+        }
         Op::Dft { .. } | Op::Stft { .. } | Op::MelWeightMatrix { .. } => no("signal ops are not lowered"),
         Op::If { .. } | Op::Loop { .. } | Op::Scan(_) => no("control flow is not lowered"),
         Op::SequenceConstruct
