@@ -2,7 +2,7 @@
 //! core op does not compile until it has one (or an explicit refusal).
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
-use super::{attention, control, elementwise, misc, nn, reduce, shape};
+use super::{attention, control, elementwise, misc, ml, nn, reduce, shape, strings};
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -102,6 +102,13 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::Dft { inverse, onesided } => misc::dft(c, *inverse, *onesided),
         Op::Stft { onesided } => misc::stft(c, *onesided),
         Op::MelWeightMatrix { dtype } => misc::mel_weight_matrix(c, *dtype),
+        Op::StringConcat => strings::string_concat(c),
+        Op::RegexFullMatch { pattern } => strings::regex_full_match(c, pattern),
+        Op::StringSplit { delimiter, maxsplit } => strings::string_split(c, delimiter.as_deref(), *maxsplit),
+        Op::StringNormalizer(sn) => strings::string_normalizer(c, sn),
+        Op::TfIdfVectorizer(t) => strings::tfidf_vectorizer(c, t),
+        Op::LabelEncoder { keys, values, default } => ml::label_encoder(c, keys, values, default),
+        Op::TreeEnsemble(t) => ml::tree_ensemble(c, t),
         Op::Opaque(o) => opaque(c, o),
     }
 }
