@@ -314,3 +314,40 @@ pub fn tfidf(x: &Array, t: &TfIdfVectorizer) -> KernelResult<Array> {
     };
     Ok(Array::F32(ArrayD::from_shape_vec(IxDyn(&shape), y).map_err(|e| e.to_string())?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spec's example: in [94, 17, 36, 12, 28] with 2 skips, [94, 12] is a 2-gram (items 0
+    /// and 3); with skip 0 the 2-grams are the adjacent pairs.
+    #[test]
+    fn tfidf_counts_skipped_bigrams() {
+        let x = Array::I64(ArrayD::from_shape_vec(IxDyn(&[5]), vec![94, 17, 36, 12, 28]).unwrap());
+        let op = |skip| TfIdfVectorizer {
+            mode: TfIdfMode::Tf,
+            min_gram_length: 2,
+            max_gram_length: 2,
+            max_skip_count: skip,
+            ngram_counts: vec![0, 0],
+            ngram_indexes: vec![0, 1],
+            pool: Tensor::from_i64(vec![4], &[94, 12, 17, 36]).unwrap(),
+            weights: None,
+        };
+        let y = |skip| match tfidf(&x, &op(skip)).unwrap() {
+            Array::F32(a) => a.iter().copied().collect::<Vec<_>>(),
+            _ => unreachable!(),
+        };
+        assert_eq!(y(2), vec![1.0, 1.0]);
+        assert_eq!(y(0), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn label_encoder_matches_nan_and_uses_the_default() {
+        let x = Array::F32(ArrayD::from_shape_vec(IxDyn(&[3]), vec![f32::NAN, 2.0, 5.0]).unwrap());
+        let keys = Tensor::from_f32(vec![2], &[2.0, f32::NAN]).unwrap();
+        let values = Tensor::from_i64(vec![2], &[20, 99]).unwrap();
+        let y = label_encoder(&x, &keys, &values, &Tensor::from_i64(vec![1], &[-1]).unwrap()).unwrap();
+        assert_eq!(y, Array::I64(ArrayD::from_shape_vec(IxDyn(&[3]), vec![99, 20, -1]).unwrap()));
+    }
+}
