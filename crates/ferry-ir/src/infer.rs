@@ -775,6 +775,48 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             }
             Ok(vec![tensor(Some(*to), shape(0))])
         }
+        Op::StringConcat => {
+            let s = match (shape(0), shape(1)) {
+                (Some(a), Some(b)) => Some(a.broadcast(&b)?),
+                _ => None,
+            };
+            Ok(vec![tensor(Some(DType::String), s)])
+        }
+        Op::RegexFullMatch { .. } => Ok(vec![tensor(Some(DType::Bool), shape(0))]),
+        Op::StringSplit { .. } => {
+            let mut parts = shape(0);
+            if let Some(p) = &mut parts {
+                p.0.push(Dim::Unknown);
+            }
+            Ok(vec![tensor(Some(DType::String), parts), tensor(Some(DType::I64), shape(0))])
+        }
+        Op::StringNormalizer(sn) => {
+            // Stop words remove elements of the last axis ([C] or [1, C]).
+            let s = shape(0).map(|mut s| {
+                if !sn.stopwords.is_empty() {
+                    if let Some(last) = s.0.last_mut() {
+                        *last = Dim::Unknown;
+                    }
+                }
+                s
+            });
+            Ok(vec![tensor(Some(DType::String), s)])
+        }
+        Op::TfIdfVectorizer(t) => {
+            let width =
+                t.ngram_indexes.iter().copied().max().map_or(Dim::Unknown, |m| Dim::Known((m.max(-1) + 1) as u64));
+            let s = shape(0).and_then(|s| match s.rank() {
+                0 | 1 => Some(Shape(vec![width.clone()])),
+                2 => Some(Shape(vec![s.0[0].clone(), width.clone()])),
+                _ => None,
+            });
+            Ok(vec![tensor(Some(DType::F32), s)])
+        }
+        Op::LabelEncoder { values, .. } => Ok(vec![tensor(Some(values.dtype), shape(0))]),
+        Op::TreeEnsemble(t) => {
+            let rows = shape(0).filter(|s| s.rank() == 2).map_or(Dim::Unknown, |s| s.0[0].clone());
+            Ok(vec![tensor(dtype(0), Some(Shape(vec![rows, Dim::Known(t.n_targets)])))])
+        }
         Op::Opaque(_) => unknown(),
     }
 }

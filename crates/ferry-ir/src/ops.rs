@@ -350,6 +350,99 @@ pub struct Scan {
     pub scan_output_reverse: Vec<bool>,
 }
 
+/// What [`Op::StringNormalizer`] does to letter case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CaseChange {
+    Lower,
+    Upper,
+    None,
+}
+
+/// ONNX `StringNormalizer`: drops stop words, then changes case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StringNormalizer {
+    pub case_change: CaseChange,
+    /// Stop words match exactly when true, else after lowercasing both sides.
+    pub case_sensitive: bool,
+    pub stopwords: Vec<String>,
+    /// Kept for fidelity; case mapping is Unicode's default (locale-independent) one.
+    pub locale: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TfIdfMode {
+    /// Raw n-gram counts.
+    Tf,
+    /// `weight` where the count is non-zero, else 0.
+    Idf,
+    /// `count * weight`.
+    TfIdf,
+}
+
+/// ONNX `TfIdfVectorizer`: counts the pool's n-grams (with skips) in each row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TfIdfVectorizer {
+    pub mode: TfIdfMode,
+    pub min_gram_length: u64,
+    pub max_gram_length: u64,
+    pub max_skip_count: u64,
+    /// Start offset in `pool` of the 1-grams, 2-grams, ...
+    pub ngram_counts: Vec<i64>,
+    /// Output coordinate of each n-gram of the pool, in pool order.
+    pub ngram_indexes: Vec<i64>,
+    /// The n-grams, flattened: a 1-D int64 or string tensor.
+    pub pool: Tensor,
+    /// Per output coordinate (None: all 1).
+    pub weights: Option<Vec<f32>>,
+}
+
+/// How [`TreeEnsemble`] combines the trees' leaf weights per target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TreeAggregate {
+    Average,
+    Sum,
+    Min,
+    Max,
+}
+
+/// The transform applied to a classical-ML op's raw scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PostTransform {
+    None,
+    Softmax,
+    Logistic,
+    SoftmaxZero,
+    Probit,
+}
+
+/// ai.onnx.ml `TreeEnsemble` (ml opset 5): a forest over the columns of a `[N, F]` input, as
+/// flat node and leaf arrays (ONNX's layout, kept as is).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeEnsemble {
+    pub aggregate_function: TreeAggregate,
+    pub post_transform: PostTransform,
+    pub n_targets: u64,
+    /// Index of each tree's root node.
+    pub tree_roots: Vec<i64>,
+    pub nodes_featureids: Vec<i64>,
+    /// ONNX mode codes: 0 `<=`, 1 `<`, 2 `>=`, 3 `>`, 4 `==`, 5 `!=`, 6 set membership.
+    pub nodes_modes: Vec<u8>,
+    /// Thresholds, in the input's element type.
+    pub nodes_splits: Tensor,
+    pub nodes_truenodeids: Vec<i64>,
+    pub nodes_trueleafs: Vec<bool>,
+    pub nodes_falsenodeids: Vec<i64>,
+    pub nodes_falseleafs: Vec<bool>,
+    /// Per node: NaN features take the true branch (empty: never).
+    pub nodes_missing_value_tracks_true: Vec<bool>,
+    /// Carried for fidelity (not used to predict).
+    pub nodes_hitrates: Option<Tensor>,
+    /// The member sets of mode-6 nodes, in node order, each terminated by NaN.
+    pub membership_values: Option<Tensor>,
+    pub leaf_targetids: Vec<i64>,
+    pub leaf_weights: Tensor,
+}
+
 /// The property class of an op, in nnvm/top's sense: what fusion may assume about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OpClass {
@@ -636,6 +729,30 @@ pub enum Op {
     OptionalHasElement,
     OptionalGetElement,
 
+    // Strings and classical ML.
+    /// Elementwise concatenation of two string tensors (numpy broadcasting).
+    StringConcat,
+    /// Whether each string fully matches an RE2-syntax pattern.
+    RegexFullMatch {
+        pattern: String,
+    },
+    /// Splits each string at `delimiter` (None: runs of whitespace), at most `maxsplit` times.
+    StringSplit {
+        delimiter: Option<String>,
+        maxsplit: Option<u64>,
+    },
+    StringNormalizer(StringNormalizer),
+    TfIdfVectorizer(TfIdfVectorizer),
+    /// Maps each element through `keys` -> `values` (1-D tensors of equal length; the last of
+    /// repeated keys wins; NaN keys match NaN); elements not found become `default` (a 1-element
+    /// tensor of the values' type).
+    LabelEncoder {
+        keys: Tensor,
+        values: Tensor,
+        default: Tensor,
+    },
+    TreeEnsemble(Box<TreeEnsemble>),
+
     /// Carried through unchanged: custom domains, and standard ops without a canonical form yet.
     Opaque(OpaqueOp),
 }
@@ -661,8 +778,13 @@ impl Op {
 
     pub fn class(&self) -> OpClass {
         match self {
-            Op::Unary(_) | Op::Cast(_) | Op::IsInf { .. } | Op::Identity => OpClass::Elementwise,
-            Op::Binary(_) | Op::Where => OpClass::Broadcast,
+            Op::Unary(_)
+            | Op::Cast(_)
+            | Op::IsInf { .. }
+            | Op::Identity
+            | Op::RegexFullMatch { .. }
+            | Op::LabelEncoder { .. } => OpClass::Elementwise,
+            Op::Binary(_) | Op::Where | Op::StringConcat => OpClass::Broadcast,
             Op::Reshape { .. }
             | Op::Transpose { .. }
             | Op::Expand
@@ -741,6 +863,10 @@ impl Op {
             | Op::OptionalConstruct { .. }
             | Op::OptionalHasElement
             | Op::OptionalGetElement
+            | Op::StringSplit { .. }
+            | Op::StringNormalizer(_)
+            | Op::TfIdfVectorizer(_)
+            | Op::TreeEnsemble(_)
             | Op::Opaque(_) => OpClass::Opaque,
         }
     }

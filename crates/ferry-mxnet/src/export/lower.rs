@@ -309,6 +309,12 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
         Op::Rnn(_) => no("RNN is not lowered (MXNet's fused RNN packs its weights differently)"),
         Op::NonMaxSuppression { .. } => no("NonMaxSuppression is not lowered"),
         Op::Attention(_) => no("Attention is not lowered"),
+        Op::StringConcat
+        | Op::RegexFullMatch { .. }
+        | Op::StringSplit { .. }
+        | Op::StringNormalizer(_)
+        | Op::TfIdfVectorizer(_) => no("MXNet has no string tensors"),
+        Op::LabelEncoder { .. } | Op::TreeEnsemble(_) => no("MXNet has no counterpart for this ai.onnx.ml op"),
         Op::GridSample { .. } => no("GridSample is not lowered (MXNet's BilinearSampler differs in padding and modes)"),
         Op::RoiAlign { .. } => no("RoiAlign is not lowered"),
         Op::DeformConv { .. } => no("DeformConv is not lowered"),

@@ -2,7 +2,7 @@
 //! core op does not compile until it has one (or an explicit refusal).
 
 use super::ctx::{LowerCtx, LowerResult, attr_f, attr_floats, attr_graph, attr_i, attr_ints, attr_tensor};
-use super::{attention, control, elementwise, misc, nn, reduce, shape, vision};
+use super::{attention, control, elementwise, misc, ml, nn, reduce, shape, strings, vision};
 use crate::proto::{self, attribute_proto::AttributeType};
 use crate::schemas;
 use crate::tensor::tensor_to_proto;
@@ -111,6 +111,13 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::DeformConv { conv, offset_group } => vision::deform_conv(c, conv, *offset_group),
         Op::Det => vision::det(c),
         Op::BitCast { to } => vision::bit_cast(c, *to),
+        Op::StringConcat => strings::string_concat(c),
+        Op::RegexFullMatch { pattern } => strings::regex_full_match(c, pattern),
+        Op::StringSplit { delimiter, maxsplit } => strings::string_split(c, delimiter.as_deref(), *maxsplit),
+        Op::StringNormalizer(sn) => strings::string_normalizer(c, sn),
+        Op::TfIdfVectorizer(t) => strings::tfidf_vectorizer(c, t),
+        Op::LabelEncoder { keys, values, default } => ml::label_encoder(c, keys, values, default),
+        Op::TreeEnsemble(t) => ml::tree_ensemble(c, t),
         Op::Opaque(o) => opaque(c, o),
     }
 }

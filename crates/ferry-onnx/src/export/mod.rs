@@ -7,9 +7,11 @@ pub mod ctx;
 mod elementwise;
 mod lower;
 mod misc;
+mod ml;
 mod nn;
 mod reduce;
 mod shape;
+mod strings;
 mod typecheck;
 mod vision;
 

@@ -8,9 +8,11 @@ mod control;
 pub mod ctx;
 mod elementwise;
 mod misc;
+mod ml;
 pub(crate) mod nn;
 mod reduce;
 mod shape;
+mod strings;
 mod vision;
 
 use crate::error::{OnnxError, Result};
@@ -26,8 +28,12 @@ use std::collections::{HashMap, HashSet};
 
 pub type Canonicalizer = fn(&mut NodeCtx) -> Result<Canon>;
 
-/// Canonicalizers for ai.onnx ops, by op type. Each entry handles every version of its op.
+/// Canonicalizers for ai.onnx and ai.onnx.ml ops, by op type. Each entry handles every version of
+/// its op.
 fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
+    if domain == "ai.onnx.ml" {
+        return ml::OPS.iter().find(|(name, _)| *name == op_type).map(|(_, f)| *f);
+    }
     if !domain.is_empty() {
         return None;
     }
@@ -41,6 +47,7 @@ fn canonicalizer(domain: &str, op_type: &str) -> Option<Canonicalizer> {
         attention::OPS,
         compose::OPS,
         vision::OPS,
+        strings::OPS,
     ];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
@@ -57,6 +64,9 @@ struct Importer<'a> {
     opsets: HashMap<String, u32>,
     functions: HashMap<(String, String), &'a proto::FunctionProto>,
     ext: &'a mut ExternalData,
+    /// Types for the inputs of the next graph imported (a Loop/Scan body, typed from the node's
+    /// outer inputs), so the body's nodes canonicalize with known types.
+    body_inputs: Vec<ValueType>,
 }
 
 pub fn import_model(m: &proto::ModelProto, ext: &mut ExternalData) -> Result<Model> {
@@ -78,7 +88,7 @@ pub fn import_model(m: &proto::ModelProto, ext: &mut ExternalData) -> Result<Mod
         .map(|f| ((f.domain.clone().unwrap_or_default(), f.name.clone().unwrap_or_default()), f))
         .collect();
     let graph_proto = m.graph.as_ref().ok_or_else(|| OnnxError::invalid("the model has no graph"))?;
-    let mut imp = Importer { opsets, functions, ext };
+    let mut imp = Importer { opsets, functions, ext, body_inputs: Vec::new() };
     let mut used = HashSet::new();
     let graph = imp.graph(graph_proto, &Scope::new(), 0, &mut used)?;
     let mut source_versions = vec![("ir_version".to_string(), m.ir_version.unwrap_or(0))];
@@ -167,6 +177,7 @@ impl Importer<'_> {
         if depth > MAX_GRAPH_DEPTH {
             return Err(OnnxError::invalid(format!("graphs nested deeper than {MAX_GRAPH_DEPTH} levels")));
         }
+        let body_inputs = std::mem::take(&mut self.body_inputs);
         let mut consts: HashMap<ValueId, Tensor> = HashMap::new();
         let mut graph = Graph {
             name: g.name.clone().unwrap_or_default(),
@@ -193,7 +204,10 @@ impl Importer<'_> {
             if names.contains_key(&name) {
                 return Err(OnnxError::invalid(format!("graph input '{name}' is declared twice")));
             }
-            let ty = vi.r#type.as_ref().map(|t| type_from_proto(t, 0)).transpose()?.unwrap_or_default();
+            let mut ty = vi.r#type.as_ref().map(|t| type_from_proto(t, 0)).transpose()?.unwrap_or_default();
+            if let Some(outer_ty) = body_inputs.get(graph.inputs.len()) {
+                ty = ferry_ir::infer::merge(&ty, outer_ty.clone());
+            }
             let id = declare(&mut graph, &mut names, used, &name, ty);
             graph.values[id].doc_string = vi.doc_string.clone().unwrap_or_default();
             graph.inputs.push(id);
@@ -281,10 +295,14 @@ impl Importer<'_> {
                     })
                     .collect(),
             };
+            let body_inputs = self.body_input_types(&n, &inputs, &graph);
             let attrs = n
                 .raw_attrs
                 .iter()
                 .map(|a| {
+                    if a.name.as_deref() == Some("body") {
+                        self.body_inputs = body_inputs.clone();
+                    }
                     Ok(Attribute {
                         name: a.name.clone().unwrap_or_default(),
                         value: self.attribute(a, &scope, depth, used)?,
@@ -312,6 +330,74 @@ impl Importer<'_> {
             graph.outputs.push(id);
         }
         Ok(graph)
+    }
+
+    /// The types a Loop or Scan body's inputs get from the node's outer inputs: Loop's iteration
+    /// count (i64 scalar), condition (bool scalar) and carried values; Scan's state variables and
+    /// one slice of each scan input (the scan axis removed; Scan-8 also drops the batch axis).
+    /// Carried and state values keep only their element type (their shapes may change).
+    fn body_input_types(&self, n: &FlatNode, inputs: &[Option<ValueId>], graph: &Graph) -> Vec<ValueType> {
+        if !n.domain.is_empty() || !matches!(n.op_type.as_str(), "Loop" | "Scan") {
+            return Vec::new();
+        }
+        let ty = |i: usize| inputs.get(i).copied().flatten().map_or(ValueType::Unknown, |v| graph.values[v].ty.clone());
+        fn loose(t: &ValueType) -> ValueType {
+            match t {
+                ValueType::Tensor { dtype, .. } => ValueType::Tensor { dtype: *dtype, shape: None },
+                ValueType::Sequence(e) => ValueType::Sequence(Box::new(loose(e))),
+                ValueType::Optional(e) => ValueType::Optional(Box::new(loose(e))),
+                other => other.clone(),
+            }
+        }
+        let drop_axes = |t: &ValueType, axes: &[usize]| match t {
+            ValueType::Tensor { dtype, shape } => ValueType::Tensor {
+                dtype: *dtype,
+                shape: shape.as_ref().and_then(|s| {
+                    axes.iter().all(|a| *a < s.rank()).then(|| {
+                        ferry_ir::Shape(
+                            s.0.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect(),
+                        )
+                    })
+                }),
+            },
+            _ => ValueType::Unknown,
+        };
+        let int_attr = |name: &str| n.raw_attrs.iter().find(|a| a.name.as_deref() == Some(name));
+        if n.op_type == "Loop" {
+            let mut out = vec![
+                ValueType::tensor(ferry_ir::DType::I64, ferry_ir::Shape::scalar()),
+                ValueType::tensor(ferry_ir::DType::Bool, ferry_ir::Shape::scalar()),
+            ];
+            out.extend((2..inputs.len()).map(|i| loose(&ty(i))));
+            return out;
+        }
+        let version = self.opsets.get("").and_then(|v| schemas::resolve("", "Scan", *v)).map(|s| s.since_version);
+        let Some(m) = int_attr("num_scan_inputs").and_then(|a| a.i).filter(|m| *m >= 1) else {
+            return Vec::new();
+        };
+        let m = m as usize;
+        let first = usize::from(version == Some(8));
+        let Some(total) = inputs.len().checked_sub(first).filter(|t| *t >= m) else {
+            return Vec::new();
+        };
+        let n_state = total - m;
+        let mut out: Vec<ValueType> = (0..n_state).map(|i| loose(&ty(first + i))).collect();
+        let axes = int_attr("scan_input_axes").map(|a| a.ints.clone()).unwrap_or_default();
+        for j in 0..m {
+            let t = ty(first + n_state + j);
+            let rank = t.shape().map(|s| s.rank());
+            let dropped = if first == 1 {
+                drop_axes(&t, &[0, 1])
+            } else {
+                let axis = axes.get(j).copied().unwrap_or(0);
+                match rank.and_then(|r| ferry_ir::shape::normalize_axis(axis, r).ok()) {
+                    Some(a) => drop_axes(&t, &[a]),
+                    None => ValueType::Tensor { dtype: t.dtype(), shape: None },
+                }
+            };
+            out.push(dropped);
+        }
+        out
     }
 
     fn sparse(&mut self, s: &proto::SparseTensorProto) -> Result<SparseTensor> {

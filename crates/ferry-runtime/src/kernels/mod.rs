@@ -6,12 +6,14 @@ mod elementwise;
 pub(crate) mod indexing;
 mod layout;
 mod linalg;
+mod ml;
 mod nn;
 pub mod random;
 mod reduce;
 mod rnn;
 mod sequence;
 mod signal;
+mod strings;
 mod vision;
 
 use crate::array::Array;
@@ -234,6 +236,18 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
             Value::Tensor(t) => one(Value::Tensor(vision::bit_cast(t, *to)?)),
             other => Err(format!("BitCast of a {}", other.kind())),
         },
+        Op::StringConcat => one(tensor_value(strings::string_concat(&array(args, 0)?, &array(args, 1)?)?)),
+        Op::RegexFullMatch { pattern } => one(tensor_value(strings::regex_full_match(&array(args, 0)?, pattern)?)),
+        Op::StringSplit { delimiter, maxsplit } => {
+            let (y, z) = strings::string_split(&array(args, 0)?, delimiter.as_deref(), *maxsplit)?;
+            Ok(vec![Some(tensor_value(y)), Some(tensor_value(z))])
+        }
+        Op::StringNormalizer(sn) => one(tensor_value(strings::string_normalizer(&array(args, 0)?, sn)?)),
+        Op::TfIdfVectorizer(t) => one(tensor_value(ml::tfidf(&array(args, 0)?, t)?)),
+        Op::LabelEncoder { keys, values, default } => {
+            one(tensor_value(ml::label_encoder(&array(args, 0)?, keys, values, default)?))
+        }
+        Op::TreeEnsemble(t) => one(tensor_value(ml::tree_ensemble(&array(args, 0)?, t)?)),
         // The executor runs these itself (they need the enclosing graph's values).
         Op::If { .. } | Op::Loop { .. } | Op::Scan(_) => Err("control flow reached the kernel table".into()),
         Op::Opaque(o) => {
