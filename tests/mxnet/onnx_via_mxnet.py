@@ -90,7 +90,7 @@ def run_case(ferry, case, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ferry")
-    ap.add_argument("--data", default="/work/main/target/onnx-backend")
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "target", "onnx-backend"))
     ap.add_argument("--filter", default="")
     ap.add_argument("-q", action="store_true")
     ap.add_argument("--expected", default=os.path.join(HERE, "onnx_via_mxnet_expected.txt"))
