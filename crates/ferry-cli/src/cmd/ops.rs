@@ -95,37 +95,41 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
                 OpsFormat::Mxnet => mxnet_json(),
             })
             .collect();
-        if parts.len() == 1 {
-            println!("{}", parts[0]);
-        } else {
-            println!("{}", json!({ "formats": parts }));
-        }
-        return Ok(ExitCode::SUCCESS);
+        let j = if parts.len() == 1 { parts[0].clone() } else { json!({ "formats": parts }) };
+        return Ok(emit(&format!("{j}\n")));
     }
+    let mut out = String::new();
     for f in formats {
         match f {
             OpsFormat::Onnx => {
                 let ops = onnx_ops();
-                println!("ONNX (ai.onnx opsets 1-{LATEST_OPSET}, ai.onnx.ml 1-{LATEST_ML_OPSET})");
-                println!("{:<26} {:<38} {:<8} versions", "domain", "op", "status");
+                out += &format!("ONNX (ai.onnx opsets 1-{LATEST_OPSET}, ai.onnx.ml 1-{LATEST_ML_OPSET})\n");
+                out += &format!("{:<26} {:<38} {:<8} versions\n", "domain", "op", "status");
                 for o in &ops {
                     let v: Vec<String> = o.versions.iter().map(u32::to_string).collect();
                     let domain = if o.domain.is_empty() { "ai.onnx" } else { o.domain };
                     let status = if o.core { "core" } else { "carried" };
                     let dep = if o.deprecated { " (deprecated)" } else { "" };
-                    println!("{domain:<26} {:<38} {status:<8} {}{dep}", o.name, v.join(","));
+                    out += &format!("{domain:<26} {:<38} {status:<8} {}{dep}\n", o.name, v.join(","));
                 }
                 let core = ops.iter().filter(|o| o.core).count();
-                println!("{} ops: {core} core, {} carried\n", ops.len(), ops.len() - core);
+                out += &format!("{} ops: {core} core, {} carried\n\n", ops.len(), ops.len() - core);
             }
             OpsFormat::Mxnet => {
                 let ops = ferry_mxnet::import::supported_ops();
-                println!("MXNet (symbol JSON + .params, MXNet 1.x): {} ops read", ops.len());
+                out += &format!("MXNet (symbol JSON + .params, MXNet 1.x): {} ops read\n", ops.len());
                 for op in &ops {
-                    println!("{op}");
+                    out += &format!("{op}\n");
                 }
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(emit(&out))
+}
+
+/// Writes at once; a closed pipe (`ferry ops | head`) is not an error.
+fn emit(text: &str) -> ExitCode {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
