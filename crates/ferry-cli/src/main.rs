@@ -10,7 +10,8 @@ use std::process::ExitCode;
 #[command(
     name = "ferry",
     version,
-    about = "Carry neural-network models between frameworks: inspect, check, convert and run ONNX models."
+    about = "Carry neural-network models between frameworks: inspect, check, convert, run and compare ONNX and MXNet models.",
+    after_help = "Example: ferry convert resnet-symbol.json -o resnet.onnx --input-shape data=1,3,224,224 --verify\nGuide: docs/user-guide.md"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,14 +28,26 @@ enum Command {
     ///
     /// Example: ferry check model.onnx
     Check(cmd::check::Args),
-    /// Convert a model to another format or opset (format chosen from the output name).
+    /// Convert a model to another format or opset (format chosen from the output name);
+    /// --verify then runs both on the same random inputs and compares the outputs.
     ///
-    /// Example: ferry convert model.onnx -o model-opset13.onnx --opset 13
+    /// Example: ferry convert model-symbol.json -o model.onnx --input-shape data=1,3,32,32 --verify
     Convert(cmd::convert::Args),
     /// Run a model on the reference runtime; inputs from .npy/.pb/.npz files or random values.
     ///
     /// Example: ferry run model.onnx --input x=x.npy --output-dir out/
     Run(cmd::run::Args),
+    /// Run two models on the same inputs (reference runtime) and compare their outputs: dtype,
+    /// shape, max abs/rel error and the worst element per output. Outputs are paired by name, or by
+    /// position when the names differ. Exit 0 when all agree, 1 when any differs.
+    ///
+    /// Example: ferry compare model-symbol.json model.onnx --input-shape data=1,3,32,32 --seed 1
+    Compare(cmd::compare::Args),
+    /// List the supported ops (the support matrix, read from the code): ONNX ops with their
+    /// versions and status (core or carried), MXNet ops read.
+    ///
+    /// Example: ferry ops --format onnx --json
+    Ops(cmd::ops::Args),
 }
 
 /// A refusal: printed as one message, exit code 1.
@@ -53,6 +66,8 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Compare(a) => cmd::compare::run(a),
+        Command::Ops(a) => cmd::ops::run(a),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,19 @@ pub struct Args {
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
+    /// After writing, run the source and the result on the same random inputs (reference
+    /// runtime) and compare the outputs; exit 1 when they differ (the file is kept).
+    #[arg(long)]
+    verify: bool,
+    /// Seed for the --verify inputs.
+    #[arg(long, default_value_t = 0, requires = "verify")]
+    seed: u64,
+    /// Relative tolerance for --verify.
+    #[arg(long, default_value_t = super::compare::RTOL, requires = "verify")]
+    rtol: f64,
+    /// Absolute tolerance for --verify.
+    #[arg(long, default_value_t = super::compare::ATOL, requires = "verify")]
+    atol: f64,
     #[command(flatten)]
     source: super::source::SourceArgs,
 }
@@ -37,15 +50,45 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let opts = ferry::SaveOptions { format: None, opset: a.opset, external_data: a.external_data, progress };
     ferry::save(&model, &a.output, &opts)?;
     let secs = start.elapsed().as_secs_f64();
-    if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"input": a.input.display().to_string(), "output": a.output.display().to_string(), "opset": a.opset, "seconds": secs})
-        );
-    } else {
+    let summary = serde_json::json!({"input": a.input.display().to_string(), "output": a.output.display().to_string(), "opset": a.opset, "seconds": secs});
+    if !a.json {
         eprintln!("wrote {} ({secs:.2} s)", a.output.display());
     }
+    if a.verify {
+        return verify(&a, &model, summary);
+    }
+    if a.json {
+        println!("{summary}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compares the written file with the source model on random inputs (seeded).
+fn verify(a: &Args, model: &ferry::Model, mut summary: serde_json::Value) -> Result<ExitCode, Refusal> {
+    let written =
+        ferry::load(&a.output).map_err(|e| Refusal(format!("--verify: reading back {}: {e}", a.output.display())))?;
+    let spec = super::inputs::InputSpec {
+        random_inputs: true,
+        seed: a.seed,
+        input_shapes: &a.source.input_shape,
+        ..Default::default()
+    };
+    let side = super::compare::Side { path: &a.output, params: None, model: Some(written) };
+    let report = super::compare::compare_with(model, side, &spec, a.rtol, a.atol)
+        .map_err(|Refusal(m)| Refusal(format!("--verify: {m} (the converted file was written)")))?;
+    if a.json {
+        summary["verify"] = report.to_json();
+        println!("{summary}");
+    } else {
+        report.print(&a.input, &a.output, false);
+    }
+    if report.agree() {
+        eprintln!("verified: {} agrees with {} (seed {})", a.output.display(), a.input.display(), a.seed);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: {} differs from {}; the file was kept", a.output.display(), a.input.display());
+        Ok(ExitCode::from(1))
+    }
 }
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
