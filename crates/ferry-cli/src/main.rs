@@ -60,6 +60,13 @@ impl From<ferry::Error> for Refusal {
 }
 
 fn main() -> ExitCode {
+    // Piped into `head` and the like, end quietly as other command-line tools do, instead of
+    // failing on the closed pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread or I/O starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
