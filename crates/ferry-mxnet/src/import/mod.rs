@@ -195,7 +195,10 @@ pub fn import_symbol_typed(
         )));
     }
     for e in &sym.heads {
-        graph.outputs.push(values[&(e.node, e.index)]);
+        let v = values.get(&(e.node, e.index)).copied().ok_or_else(|| {
+            MxnetError::invalid(format!("graph output {} of node {} does not exist", e.index, e.node))
+        })?;
+        graph.outputs.push(v);
     }
     let meta = ModelMeta {
         producer_name: "mxnet".into(),
