@@ -19,3 +19,9 @@ fn rms_normalization_with_a_huge_negative_axis_is_refused() {
     let e = check("rmsnorm_huge_negative_axis.onnx").unwrap_err();
     assert!(e.contains("out of range"), "{e}");
 }
+
+#[test]
+fn layer_normalization_with_a_huge_negative_axis_is_refused() {
+    let e = check("layernorm_huge_negative_axis.onnx").unwrap_err();
+    assert!(e.contains("out of range"), "{e}");
+}
