@@ -33,3 +33,9 @@ fn tile_with_huge_repeats_meets_the_tensor_limit() {
     let e = run_zeros("tile_huge_repeats.onnx").unwrap_err();
     assert!(e.contains("FERRY_MAX_TENSOR_BYTES"), "{e}");
 }
+
+#[test]
+fn attention_with_a_value_batch_unlike_the_query_batch_is_refused() {
+    let e = run_zeros("attention_v_batch_mismatch.onnx").unwrap_err();
+    assert!(e.contains("do not fit"), "{e}");
+}
