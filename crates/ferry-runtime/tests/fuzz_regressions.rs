@@ -39,3 +39,9 @@ fn attention_with_a_value_batch_unlike_the_query_batch_is_refused() {
     let e = run_zeros("attention_v_batch_mismatch.onnx").unwrap_err();
     assert!(e.contains("do not fit"), "{e}");
 }
+
+#[test]
+fn concat_from_sequence_of_tensors_of_different_ranks_is_refused() {
+    let e = run_zeros("concat_from_sequence_rank_mismatch.onnx").unwrap_err();
+    assert!(e.contains("differ in rank"), "{e}");
+}
