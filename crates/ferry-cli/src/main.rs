@@ -1,7 +1,7 @@
 //! The `ferry` command line. Exit codes: 0 success, 1 a refusal (one clear message), 2 usage.
 
 mod cmd;
-mod npy;
+use ferry_cli::npy;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

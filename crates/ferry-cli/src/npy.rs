@@ -12,7 +12,8 @@ use ferry_ir::{DType, Tensor, TensorData};
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 fn descr_dtype(descr: &str) -> Result<(DType, usize), String> {
-    let (order, code) = descr.split_at(descr.len().min(1));
+    // The first character, whatever its width: a multi-byte one must not split a char.
+    let (order, code) = descr.split_at(descr.chars().next().map_or(0, char::len_utf8));
     if order == ">" && !matches!(code, "i1" | "u1" | "b1") {
         return Err(format!("big-endian arrays ('{descr}') are not supported"));
     }
@@ -372,6 +373,13 @@ mod tests {
         let z = write_npz(&[("a".into(), bytes.clone()), ("b".into(), write_npy(&s).unwrap())]).unwrap();
         let back = read_npz(&z).unwrap();
         assert_eq!(back, vec![("a".to_string(), t), ("b".to_string(), s)]);
+    }
+
+    /// Found by fuzzing (fuzz/, target npy): a descr starting with a multi-byte character.
+    #[test]
+    fn a_descr_starting_with_a_wide_character_is_an_error() {
+        let e = descr_dtype("\u{67b}i8").unwrap_err();
+        assert!(e.contains("unsupported array type"), "{e}");
     }
 
     #[test]

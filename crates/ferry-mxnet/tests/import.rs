@@ -32,3 +32,30 @@ fn outputs_keep_mxnet_names_and_order() {
     let input = &m.graph.values[m.graph.inputs[0]];
     assert_eq!(input.ty.to_string(), "f32[2,4]");
 }
+
+/// Found by fuzzing (fuzz/, target mxnet_symbol): a head naming an output its node does not have
+/// panicked on a map lookup.
+#[test]
+fn a_head_naming_a_missing_output_is_an_error() {
+    let json = br#"{"nodes": [{"op": "null", "name": "data", "inputs": []},
+        {"op": "_copy", "name": "op0", "inputs": [[0, 0, 0]]}],
+        "arg_nodes": [0], "node_row_ptr": [0, 1, 2], "heads": [[0, 5, 0]],
+        "attrs": {"mxnet_version": ["int", 10901]}}"#;
+    let sym = read_symbol(json).unwrap();
+    let e = import_symbol(&sym, &HashMap::new(), &HashMap::new()).unwrap_err().to_string();
+    assert!(e.contains("graph output 5 of node 0 does not exist"), "{e}");
+}
+
+/// Found by fuzzing (fuzz/, target mxnet_symbol): an edge reading output 10^18 of a node sized
+/// an outputs list by it (capacity overflow).
+#[test]
+fn an_edge_reading_a_huge_output_index_is_an_error() {
+    let json = br#"{"nodes": [{"op": "null", "name": "data", "inputs": []},
+        {"op": "_copy", "name": "op0", "inputs": [[0, 0, 0]]},
+        {"op": "_copy", "name": "op1", "inputs": [[1, 1111111111111111110, 0]]}],
+        "arg_nodes": [0], "node_row_ptr": [0, 1, 2, 3], "heads": [[2, 0, 0]],
+        "attrs": {"mxnet_version": ["int", 10901]}}"#;
+    let sym = read_symbol(json).unwrap();
+    let e = import_symbol(&sym, &HashMap::new(), &HashMap::new()).unwrap_err().to_string();
+    assert!(e.contains("ferry reads at most 65536 outputs of one node"), "{e}");
+}

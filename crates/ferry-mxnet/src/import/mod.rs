@@ -70,6 +70,9 @@ fn var_shape(s: &str) -> Option<Shape> {
     ))
 }
 
+/// The most outputs one node may have read (SliceChannel's `num_outputs` is the widest use).
+const MAX_NODE_OUTPUTS: usize = 1 << 16;
+
 /// Imports a symbol with its parameters. `params` maps variable names (prefix removed) to
 /// tensors; `input_shapes` binds graph inputs (data) to shapes.
 pub fn import_symbol(
@@ -137,7 +140,14 @@ pub fn import_symbol_typed(
             continue;
         }
         let multi = numbered_outputs(&n.op, &attrs);
-        let n_out = read[nid].keys().next_back().map_or(1, |m| m + 1);
+        let n_out = read[nid].keys().next_back().map_or(1, |m| m.saturating_add(1));
+        if n_out > MAX_NODE_OUTPUTS {
+            return Err(MxnetError::invalid(format!(
+                "node '{}' is read at output {}; ferry reads at most {MAX_NODE_OUTPUTS} outputs of one node",
+                n.name,
+                n_out - 1
+            )));
+        }
         let mut outputs = Vec::with_capacity(n_out);
         for idx in 0..n_out {
             if read[nid].contains_key(&idx) {
@@ -195,7 +205,10 @@ pub fn import_symbol_typed(
         )));
     }
     for e in &sym.heads {
-        graph.outputs.push(values[&(e.node, e.index)]);
+        let v = values.get(&(e.node, e.index)).copied().ok_or_else(|| {
+            MxnetError::invalid(format!("graph output {} of node {} does not exist", e.index, e.node))
+        })?;
+        graph.outputs.push(v);
     }
     let meta = ModelMeta {
         producer_name: "mxnet".into(),

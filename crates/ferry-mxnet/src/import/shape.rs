@@ -100,7 +100,10 @@ pub fn reshape_dims(input: &[u64], spec: &[i64], reverse: bool) -> std::result::
     } else {
         (input.to_vec(), spec.to_vec())
     };
-    let total: u64 = inp.iter().product();
+    let total = inp
+        .iter()
+        .try_fold(1u64, |a, d| a.checked_mul(*d))
+        .ok_or_else(|| format!("input shape {inp:?} has more elements than fit in 64 bits"))?;
     let mut out: Vec<u64> = Vec::new();
     let mut src = 0usize;
     let mut infer: Option<usize> = None;
@@ -132,7 +135,7 @@ pub fn reshape_dims(input: &[u64], spec: &[i64], reverse: bool) -> std::result::
                 src = inp.len();
             }
             -3 => {
-                out.push(get(src)? * get(src + 1)?);
+                out.push(get(src)?.checked_mul(get(src + 1)?).ok_or("-3 merges dims too large to multiply")?);
                 src += 2;
             }
             -4 => {
@@ -148,7 +151,7 @@ pub fn reshape_dims(input: &[u64], spec: &[i64], reverse: bool) -> std::result::
                 if d1 == -1 && d0 > 0 {
                     d1 = dim / d0;
                 }
-                if d0 <= 0 || d1 <= 0 || d0 * d1 != dim {
+                if d0 <= 0 || d1 <= 0 || d0.checked_mul(d1) != Some(dim) {
                     return Err(format!("cannot split {dim} into ({d0}, {d1})"));
                 }
                 out.push(d0 as u64);
@@ -743,6 +746,14 @@ fn one_hot(c: &mut NodeCtx) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::reshape_dims;
+
+    /// Found by fuzzing (fuzz/, target mxnet_symbol): a known input shape whose element count
+    /// overflows u64 panicked on the multiplication.
+    #[test]
+    fn reshape_of_an_overflowing_input_shape_is_an_error() {
+        let e = reshape_dims(&[1 << 40, 1 << 40], &[-1], false).unwrap_err();
+        assert!(e.contains("more elements than fit"), "{e}");
+    }
 
     #[test]
     fn reshape_codes() {

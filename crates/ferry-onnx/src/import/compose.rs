@@ -110,11 +110,15 @@ fn range_of(c: &mut NodeCtx, n: ValueId, hint: &str) -> ValueId {
 
 /// Axes `[axis, rank)` as the normalizations spell them (negative axis: counted from the end).
 fn trailing_axes(c: &NodeCtx, axis: i64) -> Result<Option<Vec<i64>>> {
+    let rank = c.input_rank(0).map(|r| r as i64);
     if axis < 0 {
+        // Unknown rank: still bounded, so a hostile axis cannot ask for a huge list.
+        if axis < -rank.unwrap_or(64) {
+            return Err(c.error(format!("axis {axis} out of range for rank {}", rank.unwrap_or(64))));
+        }
         return Ok(Some((axis..0).collect()));
     }
-    let Some(rank) = c.input_rank(0) else { return Ok(None) };
-    let rank = rank as i64;
+    let Some(rank) = rank else { return Ok(None) };
     if axis >= rank {
         return Err(c.error(format!("axis {axis} out of range for rank {rank}")));
     }

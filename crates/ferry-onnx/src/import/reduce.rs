@@ -412,6 +412,11 @@ fn layer_norm(c: &mut NodeCtx) -> Result<Canon> {
     let dtype = need!(float_dtype(c.input_dtype(0)), "input dtype unknown or not floating");
     need!(float_dtype(Some(stash)), "stash_type is not a floating type");
     let axes: Vec<i64> = if axis < 0 {
+        // Bounded even when the rank is unknown, so a hostile axis cannot ask for a huge list.
+        let rank = c.input_rank(0).map_or(64, |r| r as i64);
+        if axis < -rank {
+            return Err(c.error(format!("axis {axis} out of range for rank {rank}")));
+        }
         (axis..0).collect()
     } else {
         let rank = need!(c.input_rank(0), "input rank unknown") as i64;

@@ -346,6 +346,13 @@ pub fn tile(x: &Array, repeats: &[i64]) -> KernelResult<Array> {
     if repeats.len() != shape.len() || repeats.iter().any(|r| *r < 0) {
         return Err(format!("Tile repeats {repeats:?} do not fit a rank-{} input", shape.len()));
     }
+    let out: Option<Vec<u64>> = shape.iter().zip(repeats).map(|(d, r)| (*d as u64).checked_mul(*r as u64)).collect();
+    let Some(out) = out else { return Err(format!("Tile output of {shape:?} repeated {repeats:?} overflows")) };
+    crate::limits::check_tensor(x.dtype(), &out, "the Tile output")?;
+    // An empty output may still have a huge axis; its index list is allocated below.
+    for n in &out {
+        crate::limits::check_tensor(DType::I64, &[*n], "a Tile index list")?;
+    }
     let per_axis: Vec<Vec<Option<usize>>> =
         shape.iter().zip(repeats).map(|(d, r)| (0..d * *r as usize).map(|i| Some(i % d)).collect()).collect();
     select_axes(x, &per_axis, None)

@@ -104,6 +104,9 @@ pub fn flatten(x: Array, a: i64) -> KernelResult<Array> {
 pub fn concat(parts: &[Array], a: i64) -> KernelResult<Array> {
     let first = parts.first().ok_or("Concat of nothing")?;
     let ax = Axis(axis(a, first.shape().len())?);
+    if let Some(p) = parts.iter().find(|p| p.shape().len() != first.shape().len()) {
+        return Err(format!("Concat inputs differ in rank ({:?} and {:?})", first.shape(), p.shape()));
+    }
     macro_rules! join {
         ($variant:ident) => {{
             let views: Vec<_> = parts

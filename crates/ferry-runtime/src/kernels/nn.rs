@@ -631,7 +631,14 @@ pub fn attention(op: &Attention, args: &[Option<Value>], n_out: usize) -> Kernel
     };
     let (b, hq, sq, d) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
     let (hk, t, dv) = (k.shape()[1], k.shape()[2], v.shape()[3]);
-    if hk == 0 || hq % hk != 0 || k.shape()[3] != d || v.shape()[2] != t || k.shape()[0] != b {
+    if hk == 0
+        || hq % hk != 0
+        || k.shape()[3] != d
+        || v.shape()[2] != t
+        || k.shape()[0] != b
+        || v.shape()[0] != b
+        || v.shape()[1] != hk
+    {
         return Err(format!("attention shapes Q {:?} K {:?} V {:?} do not fit", q.shape(), k.shape(), v.shape()));
     }
     let group = hq / hk;
