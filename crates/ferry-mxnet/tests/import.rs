@@ -59,3 +59,17 @@ fn an_edge_reading_a_huge_output_index_is_an_error() {
     let e = import_symbol(&sym, &HashMap::new(), &HashMap::new()).unwrap_err().to_string();
     assert!(e.contains("ferry reads at most 65536 outputs of one node"), "{e}");
 }
+
+/// Found by fuzzing (fuzz/, target mxnet_symbol): SliceChannel's num_outputs sized a list
+/// (capacity overflow).
+#[test]
+fn a_split_into_absurdly_many_outputs_is_an_error() {
+    let json = br#"{"nodes": [{"op": "null", "name": "data", "inputs": []},
+        {"op": "SliceChannel", "name": "op0", "attrs": {"num_outputs": "1000000000000000000"},
+        "inputs": [[0, 0, 0]]}],
+        "arg_nodes": [0], "node_row_ptr": [0, 1, 2], "heads": [[1, 0, 0]],
+        "attrs": {"mxnet_version": ["int", 10901]}}"#;
+    let sym = read_symbol(json).unwrap();
+    let e = import_symbol(&sym, &HashMap::new(), &HashMap::new()).unwrap_err().to_string();
+    assert!(e.contains("splits into at most 65536"), "{e}");
+}

@@ -286,7 +286,13 @@ fn slice(c: &mut NodeCtx) -> Result<()> {
 }
 
 /// Splits into pieces of the given sizes along `axis`, squeezing the axis if asked.
+/// The most pieces one split may produce: the same ceiling as a node's outputs.
+const MAX_SPLIT_OUTPUTS: usize = 65536;
+
 fn split_into(c: &mut NodeCtx, axis: i64, sizes: Option<Vec<i64>>, n: usize, squeeze_axis: bool) -> Result<()> {
+    if n > MAX_SPLIT_OUTPUTS {
+        return Err(c.error(format!("{n} outputs requested; ferry splits into at most {MAX_SPLIT_OUTPUTS}")));
+    }
     let x = c.input(0)?;
     let mut outs = Vec::with_capacity(n);
     for i in 0..n {
