@@ -25,3 +25,13 @@ fn layer_normalization_with_a_huge_negative_axis_is_refused() {
     let e = check("layernorm_huge_negative_axis.onnx").unwrap_err();
     assert!(e.contains("out of range"), "{e}");
 }
+
+/// Found by the CLI mutation smoke run: the opset-13 decomposition of a causal Attention built a
+/// [Sq, Skv] mask constant sized by the file's (absurd) sequence length.
+#[test]
+fn attention_decomposition_refuses_an_absurd_mask_constant() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/attention_huge_causal_mask.onnx");
+    let model = ferry_onnx::load_bytes(bytes::Bytes::from(std::fs::read(path).unwrap())).unwrap();
+    let e = ferry_onnx::export_model(&model, &ferry_onnx::ExportOptions { opset: Some(13) }).unwrap_err().to_string();
+    assert!(e.contains("element limit"), "{e}");
+}

@@ -73,6 +73,10 @@ fn refuse(c: &LowerCtx, a: &Attention, why: &str) -> ExportProblem {
     c.problem(format!("Attention before opset {min} is written as its decomposition, which needs {why}"), Some(min))
 }
 
+/// The largest causal/window mask the decomposition writes as a constant (sizes come from the
+/// file and are untrusted).
+const MAX_MASK_ELEMENTS: u64 = 1 << 24;
+
 /// A tensor of float type `dt` holding `values`.
 fn float_tensor(dt: DType, shape: Vec<u64>, values: &[f64]) -> Option<Tensor> {
     let mut bytes = Vec::with_capacity(values.len() * 8);
@@ -318,6 +322,10 @@ fn decomposed(c: &mut LowerCtx, a: &Attention) -> LowerResult {
         if masked_positions {
             // Offset = past length: one constant [q_seq, total_kv] bias.
             let offset = past_seq.expect("checked above") as i64;
+            if q_seq.checked_mul(total_kv).is_none_or(|n| n > MAX_MASK_ELEMENTS) {
+                let why = format!("a [{q_seq}, {total_kv}] mask constant, over the {MAX_MASK_ELEMENTS}-element limit");
+                return Err(refuse(b.c, a, &why));
+            }
             let mut vals = Vec::with_capacity((q_seq * total_kv) as usize);
             for i in 0..q_seq as i64 {
                 for j in 0..total_kv as i64 {
