@@ -14,7 +14,7 @@ mod rows;
 
 pub use act::{Act, act_inplace};
 pub use conv::{Conv2d, Conv2dShape};
-pub use gemm::{Epilogue, Lhs, PackedA, PackedB, Rhs, gemm, gemm_lhs};
+pub use gemm::{Epilogue, Lhs, PackedA, PackedB, Rhs, gemm, gemm_lhs, kernel_name};
 pub use pool::Pool;
 pub use pool2d::{Pool2dShape, avg_pool2d, global_avg_pool, max_pool2d};
 pub use rows::{layer_norm_rows, softmax_rows};
