@@ -1,8 +1,12 @@
 //! 2-D convolution (NCHW, one image per call) with bias and activation fused.
 
+mod depthwise;
+mod im2col;
+
 use crate::act::Act;
 use crate::gemm::{Epilogue, Lhs, PackedA, Rhs, gemm_lhs};
 use crate::pool::Pool;
+use im2col::im2col;
 
 /// The geometry of one 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +68,10 @@ impl Conv2dShape {
         self.c_in_g() * self.kh * self.kw
     }
 
+    fn is_depthwise(&self) -> bool {
+        self.group > 1 && self.group == self.c_in && self.group == self.c_out
+    }
+
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0; 4]
     }
@@ -73,10 +81,18 @@ impl Conv2dShape {
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     shape: Conv2dShape,
-    /// One packed `[c_out/group, c_in/group*kh*kw]` block per group.
-    weights: Vec<PackedA>,
+    algo: Algo,
     bias: Option<Vec<f32>>,
     act: Act,
+}
+
+#[derive(Clone, Debug)]
+enum Algo {
+    /// One packed `[c_out/group, c_in/group*kh*kw]` GEMM operand per group; the input is unrolled
+    /// into columns (im2col) unless the convolution is pointwise.
+    Gemm(Vec<PackedA>),
+    /// One filter per channel (group == c_in == c_out): a direct loop, no GEMM.
+    Depthwise(Vec<f32>),
 }
 
 impl Conv2d {
@@ -93,10 +109,19 @@ impl Conv2d {
                 return Err(format!("bias has {} values for {} output channels", b.len(), shape.c_out));
             }
         }
-        let weights = (0..shape.group)
-            .map(|g| PackedA::new(cog, patch, &weight_oihw[g * cog * patch..(g + 1) * cog * patch], patch as isize, 1))
-            .collect();
-        Ok(Conv2d { shape, weights, bias: bias.map(|b| b.to_vec()), act })
+        let algo = if shape.is_depthwise() {
+            Algo::Depthwise(weight_oihw.to_vec())
+        } else {
+            Algo::Gemm(
+                (0..shape.group)
+                    .map(|g| {
+                        let w = &weight_oihw[g * cog * patch..(g + 1) * cog * patch];
+                        PackedA::new(cog, patch, w, patch as isize, 1)
+                    })
+                    .collect(),
+            )
+        };
+        Ok(Conv2d { shape, algo, bias: bias.map(|b| b.to_vec()), act })
     }
 
     pub fn shape(&self) -> &Conv2dShape {
@@ -106,7 +131,7 @@ impl Conv2d {
     /// Elements of scratch space [`Conv2d::run`] needs.
     pub fn scratch_len(&self) -> usize {
         let s = &self.shape;
-        if s.is_pointwise() {
+        if s.is_pointwise() || s.is_depthwise() {
             return 0;
         }
         let (oh, ow) = s.out_hw();
@@ -136,6 +161,13 @@ impl Conv2d {
             self.scratch_len()
         );
         let (cig, cog, patch) = (s.c_in_g(), s.c_out_g(), s.patch());
+        let weights = match &self.algo {
+            Algo::Depthwise(w) => {
+                let bias = self.bias.as_deref();
+                return depthwise::run(pool, s, w, bias, self.act, input, &mut out[..s.c_out * ohw], accumulate);
+            }
+            Algo::Gemm(w) => w,
+        };
         for g in 0..s.group {
             let x = &input[g * cig * hw..(g + 1) * cig * hw];
             let y = &mut out[g * cog * ohw..(g + 1) * cog * ohw];
@@ -148,37 +180,10 @@ impl Conv2d {
             let rhs = if s.is_pointwise() {
                 Rhs::Strided { data: x, rs: hw as isize, cs: 1 }
             } else {
-                im2col(s, x, &mut scratch[..patch * ohw]);
+                im2col(pool, s, x, &mut scratch[..patch * ohw]);
                 Rhs::Strided { data: &scratch[..patch * ohw], rs: ohw as isize, cs: 1 }
             };
-            gemm_lhs(pool, cog, ohw, patch, Lhs::Packed(&self.weights[g]), rhs, y, ohw, &ep);
-        }
-    }
-}
-
-/// Unrolls one group's input (`[c, h, w]`) into `[c*kh*kw, oh*ow]` columns, zeros where the window
-/// reads padding.
-fn im2col(s: &Conv2dShape, x: &[f32], cols: &mut [f32]) {
-    let (oh, ow) = s.out_hw();
-    let mut row = 0;
-    for c in 0..s.c_in_g() {
-        let plane = &x[c * s.h * s.w..(c + 1) * s.h * s.w];
-        for ky in 0..s.kh {
-            for kx in 0..s.kw {
-                let dst = &mut cols[row * oh * ow..(row + 1) * oh * ow];
-                for oy in 0..oh {
-                    let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pads[0] as isize;
-                    for ox in 0..ow {
-                        let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize - s.pads[1] as isize;
-                        dst[oy * ow + ox] = if iy >= 0 && (iy as usize) < s.h && ix >= 0 && (ix as usize) < s.w {
-                            plane[iy as usize * s.w + ix as usize]
-                        } else {
-                            0.0
-                        };
-                    }
-                }
-                row += 1;
-            }
+            gemm_lhs(pool, cog, ohw, patch, Lhs::Packed(&weights[g]), rhs, y, ohw, &ep);
         }
     }
 }
