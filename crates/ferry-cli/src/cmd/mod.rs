@@ -4,5 +4,6 @@ pub mod convert;
 pub mod inputs;
 pub mod inspect;
 pub mod ops;
+pub mod optimize;
 pub mod run;
 pub mod source;
