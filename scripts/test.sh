@@ -35,6 +35,8 @@ echo "== ONNX backend data round trip (same format, default opset)"
 $PY tests/onnx_conformance/roundtrip.py -q | tee target/roundtrip-default.txt
 echo "== ONNX backend data round trip (--opset 13)"
 $PY tests/onnx_conformance/roundtrip.py -q --opset 13 | tee target/roundtrip-opset13.txt
+echo "== ONNX backend data through ferry optimize (checker + reference evaluator on the simplified models)"
+$PY tests/onnx_conformance/roundtrip.py -q --optimize | tee target/roundtrip-optimize.txt
 
 echo "== MXNet models and op fixtures (../shared/mxnet) -> ONNX -> onnxruntime vs MXNet's recorded outputs"
 $PY tests/mxnet/compare_onnx.py target/release/ferry -q | tee target/mxnet-onnx.txt
@@ -55,6 +57,7 @@ echo "Rust unit/integration tests: ${rust_passed} passed, 0 failed"
 echo "reference runtime, backend cases: $(count target/runtime-tests.log)"
 echo "convert round trip, same opset:   $(count target/roundtrip-default.txt)"
 echo "convert round trip, --opset 13:   $(count target/roundtrip-opset13.txt)"
+echo "optimize round trip:              $(count target/roundtrip-optimize.txt)"
 echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
 echo "ferry run on MXNet files:         $(count target/mxnet-run.txt)"
 echo "MXNet -> MXNet -> ONNX:           $(count target/mxnet-via-mxnet.txt)"
@@ -65,8 +68,9 @@ echo " tests/*/expected* that fails, any crash, and any Rust test failure fail t
 r=$(count target/runtime-tests.log | awk '{print $1}')
 d=$(count target/roundtrip-default.txt | awk '{print $1}')
 o=$(count target/roundtrip-opset13.txt | awk '{print $1}')
+p=$(count target/roundtrip-optimize.txt | awk '{print $1}')
 m=$(count target/mxnet-onnx.txt | awk '{print $1}')
 v=$(count target/mxnet-via-mxnet.txt | awk '{print $1}')
 w=$(count target/mxnet-run.txt | awk '{print $1}')
 x=$(count target/onnx-via-mxnet.txt | awk '{print $1}')
-echo "$((rust_passed + r + d + o + m + v + w + x)) passed, 0 failed"
+echo "$((rust_passed + r + d + o + p + m + v + w + x)) passed, 0 failed"

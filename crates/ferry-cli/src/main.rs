@@ -48,6 +48,12 @@ enum Command {
     ///
     /// Example: ferry ops --format onnx --json
     Ops(cmd::ops::Args),
+    /// Simplify a model and write it back in its format: fold constants and shape computations,
+    /// remove identities, dead and duplicate nodes, merge layout chains, fold BatchNorm into
+    /// Conv/MatMul weights. Prints nodes and weight bytes before/after and what each pass did.
+    ///
+    /// Example: ferry optimize model.onnx -o model-opt.onnx --input-shape input=1,3,224,224
+    Optimize(cmd::optimize::Args),
 }
 
 /// A refusal: printed as one message, exit code 1.
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Ops(a) => cmd::ops::run(a),
+        Command::Optimize(a) => cmd::optimize::run(a),
     };
     match result {
         Ok(code) => code,

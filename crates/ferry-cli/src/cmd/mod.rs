@@ -5,5 +5,6 @@ pub mod expect;
 pub mod inputs;
 pub mod inspect;
 pub mod ops;
+pub mod optimize;
 pub mod run;
 pub mod source;
