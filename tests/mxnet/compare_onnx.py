@@ -117,10 +117,12 @@ def run_case(ferry, case, out_dir, via_mxnet=False):
     return "; ".join(problems) or None
 
 
-def run_case_on_ferry(ferry, case, out_dir):
-    """`ferry run` on the MXNet files themselves (reference runtime), against MXNet's outputs."""
+def run_case_on_ferry(ferry, case, out_dir, path):
+    """`ferry run` on the MXNet files themselves (on execution path `path`), against MXNet's outputs."""
     meta = json.load(open(os.path.join(case, "meta.json")))
     cmd = [ferry, "run", os.path.join(case, "model-symbol.json"), "--output-dir", out_dir]
+    if path:
+        cmd += ["--path", path]
     for i in meta["inputs"]:
         cmd += ["--input", f"{i['name']}=" + os.path.join(case, i["file"])]
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -157,6 +159,8 @@ def main():
     ap.add_argument("--run", action="store_true",
                     help="run the MXNet files with `ferry run` instead of converting to ONNX "
                          "(default expected list: expected_run.txt)")
+    ap.add_argument("--path", choices=["reference", "optimized"],
+                    help="with --run: the execution path for `ferry run` (default: ferry's default)")
     a = ap.parse_args()
     if a.run and a.expected == ap.get_default("expected"):
         a.expected = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected_run.txt")
@@ -173,11 +177,11 @@ def main():
         if a.keep:
             out_dir = os.path.join(a.keep, label.replace("/", "__"))
             os.makedirs(out_dir, exist_ok=True)
-            why = run_case_on_ferry(a.ferry, case, out_dir) if a.run else run_case(a.ferry, case, out_dir, a.via_mxnet)
+            why = run_case_on_ferry(a.ferry, case, out_dir, a.path) if a.run else run_case(a.ferry, case, out_dir, a.via_mxnet)
         else:
             with tempfile.TemporaryDirectory() as out_dir:
                 if a.run:
-                    why = run_case_on_ferry(a.ferry, case, out_dir)
+                    why = run_case_on_ferry(a.ferry, case, out_dir, a.path)
                 else:
                     why = run_case(a.ferry, case, out_dir, a.via_mxnet)
         if why:

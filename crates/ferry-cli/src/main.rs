@@ -33,11 +33,12 @@ enum Command {
     ///
     /// Example: ferry convert model-symbol.json -o model.onnx --input-shape data=1,3,32,32 --verify
     Convert(cmd::convert::Args),
-    /// Run a model on the reference runtime; inputs from .npy/.pb/.npz files or random values.
+    /// Run a model (reference runtime or optimized engine: --path); inputs from .npy/.pb/.npz files
+    /// or random values.
     ///
     /// Example: ferry run model.onnx --input x=x.npy --output-dir out/ --expect #0=reference_output.npy
     Run(cmd::run::Args),
-    /// Run two models on the same inputs (reference runtime) and compare their outputs: dtype,
+    /// Run two models on the same inputs (each on its --path-a/--path-b) and compare their outputs: dtype,
     /// shape, max abs/rel error and the worst element per output. Outputs are paired by name, or by
     /// position when the names differ. Exit 0 when all agree, 1 when any differs.
     ///
