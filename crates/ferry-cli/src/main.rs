@@ -48,6 +48,11 @@ enum Command {
     ///
     /// Example: ferry ops --format onnx --json
     Ops(cmd::ops::Args),
+    /// Time a model: load + prepare time, per-run latency (min/median/p90/mean over --runs after
+    /// --warmup untimed runs) and peak resident memory. Progress goes to stderr on long runs.
+    ///
+    /// Example: ferry bench resnet50.onnx --inputs resnet50.inputs.npz --threads 2 --runs 20 --json
+    Bench(cmd::bench::Args),
 }
 
 /// A refusal: printed as one message, exit code 1.
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Ops(a) => cmd::ops::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,

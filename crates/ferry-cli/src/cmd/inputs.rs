@@ -95,7 +95,11 @@ pub fn load_model_with(
 /// Builds the feeds for a prepared model from the input options; a missing input is refused
 /// with the option that would give it, unless `random_inputs` is set.
 pub fn feeds(prepared: &Prepared, a: &InputSpec) -> Result<Feeds, Refusal> {
-    let g = prepared.graph();
+    feeds_for_graph(prepared.graph(), a)
+}
+
+/// As [`feeds`], for any engine that runs `g` (`bench` needs the feeds before it picks the engine).
+pub fn feeds_for_graph(g: &Graph, a: &InputSpec) -> Result<Feeds, Refusal> {
     let free: Vec<usize> = g.inputs.iter().copied().filter(|i| g.initializer(*i).is_none()).collect();
     let all_names: Vec<&str> = g.inputs.iter().map(|i| g.values[*i].name.as_str()).collect();
     let resolve =
