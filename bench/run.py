@@ -5,7 +5,8 @@ Every measurement is one fresh process per engine (`ferry bench --json`, bench/o
 the tract runner), all fed the same <model>.inputs.npz. Engines alternate round by round
 (the order rotates each round), so a load spike on a shared machine hits them all alike; each
 cell reports the median over rounds of each round's median latency. The load average is recorded
-with every process.
+with every process, and so is the process CPU time per run (all threads): on a busy machine wall
+time stretches while CPU time mostly does not (but it counts threads that spin while waiting).
 
   bench/setup.sh                                   # venv, models, tract runner, ferry
   target/bench-venv/bin/python bench/run.py --json target/bench-results.json
@@ -160,11 +161,13 @@ def summarize(records):
             s["error"] = next(r["error"] for r in rs if "error" in r)
         else:
             rss = [o["peak_rss_mb"] for o in ok if o.get("peak_rss_mb") is not None]
+            cpu = [o["cpu_ms_per_run"] for o in ok if o.get("cpu_ms_per_run") is not None]
             s.update({
                 "median_ms": statistics.median(o["latency_ms"]["median"] for o in ok),
                 "p90_ms": statistics.median(o["latency_ms"]["p90"] for o in ok),
                 "min_ms": min(o["latency_ms"]["min"] for o in ok),
                 "round_medians_ms": [round(o["latency_ms"]["median"], 3) for o in ok],
+                "cpu_ms": statistics.median(cpu) if cpu else None,
                 "prepare_ms": statistics.median(o["prepare_ms"] for o in ok),
                 "peak_rss_mb": max(rss) if rss else None,
                 "threads_used": ok[0].get("threads"),
@@ -183,8 +186,8 @@ def ratio(a, b):
 
 
 def tables(summary, models, threads, engines):
-    lines = ["| model | threads | engine | median ms | p90 ms | min ms | prepare ms | peak RSS MB | load avg |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | threads | engine | median ms | p90 ms | min ms | CPU ms/run | prepare ms | peak RSS MB | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         for t in threads:
             for e in engines:
@@ -193,14 +196,14 @@ def tables(summary, models, threads, engines):
                     continue
                 load = fmt(statistics.mean(s["loadavg"]), 2)
                 if "error" in s:
-                    lines.append(f"| {m} | {t} | {e} | failed: {s['error'][:80]} | | | | | {load} |")
+                    lines.append(f"| {m} | {t} | {e} | failed: {s['error'][:80]} | | | | | | {load} |")
                     continue
                 label = e if s["threads_used"] in (None, t) else f"{e} (runs on {s['threads_used']})"
                 lines.append(f"| {m} | {t} | {label} | {fmt(s['median_ms'], 2)} | {fmt(s['p90_ms'], 2)} | "
-                             f"{fmt(s['min_ms'], 2)} | {fmt(s['prepare_ms'])} | {fmt(s['peak_rss_mb'])} | {load} |")
+                             f"{fmt(s['min_ms'], 2)} | {fmt(s['cpu_ms'], 2)} | {fmt(s['prepare_ms'])} | {fmt(s['peak_rss_mb'])} | {load} |")
     lines += ["", "Ratios (ferry / other; below 1: ferry faster or smaller):", "",
-              "| model | threads | ferry path | median / ORT | median / tract | prepare / ORT | prepare / tract | "
-              "RSS / ORT | RSS / tract |", "|---|---|---|---|---|---|---|---|---|"]
+              "| model | threads | ferry path | median / ORT | median / tract | CPU / ORT | CPU / tract | "
+              "prepare / ORT | prepare / tract | RSS / ORT | RSS / tract |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         for t in threads:
             ort, tr = summary.get((m, t, "onnxruntime"), {}), summary.get((m, t, "tract"), {})
@@ -209,7 +212,7 @@ def tables(summary, models, threads, engines):
                 if not f or "error" in f:
                     continue
                 cols = []
-                for k in ("median_ms", "prepare_ms", "peak_rss_mb"):
+                for k in ("median_ms", "cpu_ms", "prepare_ms", "peak_rss_mb"):
                     cols += [fmt(ratio(f.get(k), ort.get(k)), 2), fmt(ratio(f.get(k), tr.get(k)), 2)]
                 path = e.split("-")[1] + ("" if f["threads_used"] in (None, t) else f" ({f['threads_used']} thread)")
                 lines.append(f"| {m} | {t} | {path} | " + " | ".join(cols) + " |")

@@ -50,6 +50,7 @@ fn json_report_is_the_last_line_with_the_promised_fields() {
     assert!(min <= mean && mean <= max, "{lat}");
     if cfg!(target_os = "linux") {
         assert!(number(&report, "peak_rss_mb") > 0.0, "{report}");
+        assert!(number(&report, "cpu_ms_per_run") >= 0.0, "{report}");
     } else {
         assert!(report["peak_rss_mb"].is_null());
     }

@@ -118,6 +118,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         progress.note(|| format!("warm-up {} / {}", k + 1, a.warmup));
     }
     let mut times_ms = Vec::with_capacity(a.runs as usize);
+    let cpu_before = process_cpu_time();
     for k in 0..a.runs {
         let run_feeds = feeds.clone();
         let t = Instant::now();
@@ -126,6 +127,12 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         drop(outputs);
         progress.note(|| format!("run {} / {}: {:.1} ms", k + 1, a.runs, times_ms[k as usize]));
     }
+    // CPU time says how much work a run is even when other processes share the cores (wall time
+    // then stretches); with several threads it is the sum over them, spinning included.
+    let cpu_ms_per_run = match (cpu_before, process_cpu_time()) {
+        (Some(before), Some(after)) => Some(ms(after.saturating_sub(before)) / f64::from(a.runs)),
+        _ => None,
+    };
     let latency = Latency::of(&mut times_ms);
     let peak_rss_mb = peak_rss_mb();
     let prepare_ms = ms(load + prepare_only);
@@ -142,6 +149,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
             "prepare_ms": prepare_ms,
             "latency_ms": {"min": latency.min, "median": latency.median, "p90": latency.p90,
                            "mean": latency.mean, "max": latency.max},
+            "cpu_ms_per_run": cpu_ms_per_run,
             "peak_rss_mb": peak_rss_mb,
         });
         println!("{report}");
@@ -153,6 +161,9 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
             "latency   min {:.2} ms  median {:.2} ms  p90 {:.2} ms  mean {:.2} ms  ({} runs after {} warm-up)",
             latency.min, latency.median, latency.p90, latency.mean, a.runs, a.warmup
         );
+        if let Some(cpu) = cpu_ms_per_run {
+            println!("cpu       {cpu:.2} ms per run (process CPU time, all threads)");
+        }
         match peak_rss_mb {
             Some(mb) => println!("peak RSS  {mb:.1} MB"),
             None => println!("peak RSS  unavailable (read from /proc/self/status on Linux only)"),
@@ -203,6 +214,24 @@ fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// User + system CPU time of this process so far (all threads).
+fn process_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+        Some(tv(usage.ru_utime) + tv(usage.ru_stime))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// Progress lines on stderr, at most one every two seconds, so short benchmarks stay quiet and
