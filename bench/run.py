@@ -169,6 +169,7 @@ def summarize(records):
                 "round_medians_ms": [round(o["latency_ms"]["median"], 3) for o in ok],
                 "cpu_ms": statistics.median(cpu) if cpu else None,
                 "prepare_ms": statistics.median(o["prepare_ms"] for o in ok),
+                "first_run_ms": statistics.median(o.get("first_run_ms") or 0.0 for o in ok),
                 "peak_rss_mb": max(rss) if rss else None,
                 "threads_used": ok[0].get("threads"),
                 "runs": ok[0].get("runs"),
@@ -186,8 +187,8 @@ def ratio(a, b):
 
 
 def tables(summary, models, threads, engines):
-    lines = ["| model | threads | engine | median ms | p90 ms | min ms | CPU ms/run | prepare ms | peak RSS MB | load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | threads | engine | median ms | p90 ms | min ms | CPU ms/run | prepare ms | 1st run ms | peak RSS MB | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         for t in threads:
             for e in engines:
@@ -196,11 +197,11 @@ def tables(summary, models, threads, engines):
                     continue
                 load = fmt(statistics.mean(s["loadavg"]), 2)
                 if "error" in s:
-                    lines.append(f"| {m} | {t} | {e} | failed: {s['error'][:80]} | | | | | | {load} |")
+                    lines.append(f"| {m} | {t} | {e} | failed: {s['error'][:80]} | | | | | | | {load} |")
                     continue
                 label = e if s["threads_used"] in (None, t) else f"{e} (runs on {s['threads_used']})"
                 lines.append(f"| {m} | {t} | {label} | {fmt(s['median_ms'], 2)} | {fmt(s['p90_ms'], 2)} | "
-                             f"{fmt(s['min_ms'], 2)} | {fmt(s['cpu_ms'], 2)} | {fmt(s['prepare_ms'])} | {fmt(s['peak_rss_mb'])} | {load} |")
+                             f"{fmt(s['min_ms'], 2)} | {fmt(s['cpu_ms'], 2)} | {fmt(s['prepare_ms'])} | {fmt(s['first_run_ms'])} | {fmt(s['peak_rss_mb'])} | {load} |")
     lines += ["", "Ratios (ferry / other; below 1: ferry faster or smaller):", "",
               "| model | threads | ferry path | median / ORT | median / tract | CPU / ORT | CPU / tract | "
               "prepare / ORT | prepare / tract | RSS / ORT | RSS / tract |", "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -126,8 +126,11 @@ fn main() -> TractResult<()> {
     eprintln!("tract: prepared {} in {prepare_ms:.1} ms", args.model);
 
     let values: TVec<TValue> = inputs.into_iter().map(|t| t.into_tvalue()).collect();
+    let mut first_run_ms = None;
     for _ in 0..args.warmup {
+        let t = Instant::now();
         runnable.run(values.clone())?;
+        first_run_ms.get_or_insert(t.elapsed().as_secs_f64() * 1e3);
     }
     let mut times = Vec::with_capacity(args.runs);
     let cpu_before = process_cpu_ms();
@@ -140,6 +143,7 @@ fn main() -> TractResult<()> {
         }
     }
     let cpu_ms_per_run = process_cpu_ms().zip(cpu_before).map(|(after, before)| (after - before) / args.runs as f64);
+    let first_run_ms = first_run_ms.unwrap_or(times[0]);
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     times.sort_by(f64::total_cmp);
     let report = serde_json::json!({
@@ -149,6 +153,7 @@ fn main() -> TractResult<()> {
         "runs": args.runs,
         "warmup": args.warmup,
         "prepare_ms": prepare_ms,
+        "first_run_ms": first_run_ms,
         "latency_ms": {"min": times[0], "median": percentile(&times, 0.5), "p90": percentile(&times, 0.9), "mean": mean},
         "cpu_ms_per_run": cpu_ms_per_run,
         "peak_rss_mb": peak_rss_mb(),

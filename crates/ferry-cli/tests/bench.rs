@@ -43,6 +43,7 @@ fn json_report_is_the_last_line_with_the_promised_fields() {
     assert_eq!(report["path"], "reference");
     assert!(report["model"].as_str().unwrap().ends_with("tiny_cnn.onnx"));
     assert!(number(&report, "prepare_ms") >= number(&report, "load_ms"));
+    assert!(number(&report, "first_run_ms") > 0.0);
     let lat = &report["latency_ms"];
     let (min, median, p90, max) = (number(lat, "min"), number(lat, "median"), number(lat, "p90"), number(lat, "max"));
     let mean = number(lat, "mean");
@@ -62,7 +63,7 @@ fn text_report_names_each_figure() {
     let o = ferry(&["bench", &model, "--random-inputs", "--input-shape", "image=1,3,16,16", "--runs", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    for label in ["prepare", "latency", "median", "p90", "peak RSS"] {
+    for label in ["prepare", "first run", "latency", "median", "p90", "peak RSS"] {
         assert!(text.contains(label), "no '{label}' in:\n{text}");
     }
 }

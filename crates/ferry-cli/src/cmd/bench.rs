@@ -113,8 +113,13 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     }
 
     let mut progress = Progress::new();
+    // The first run can carry work an engine defers from prepare (planning for the input shapes):
+    // it is reported on its own.
+    let mut first_run_ms = None;
     for k in 0..a.warmup {
+        let t = Instant::now();
         runner(feeds.clone()).map_err(|m| Refusal(format!("warm-up run {}: {m}", k + 1)))?;
+        first_run_ms.get_or_insert(ms(t.elapsed()));
         progress.note(|| format!("warm-up {} / {}", k + 1, a.warmup));
     }
     let mut times_ms = Vec::with_capacity(a.runs as usize);
@@ -133,6 +138,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         (Some(before), Some(after)) => Some(ms(after.saturating_sub(before)) / f64::from(a.runs)),
         _ => None,
     };
+    let first_run_ms = first_run_ms.unwrap_or(times_ms[0]);
     let latency = Latency::of(&mut times_ms);
     let peak_rss_mb = peak_rss_mb();
     let prepare_ms = ms(load + prepare_only);
@@ -147,6 +153,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
             "warmup": a.warmup,
             "load_ms": ms(load),
             "prepare_ms": prepare_ms,
+            "first_run_ms": first_run_ms,
             "latency_ms": {"min": latency.min, "median": latency.median, "p90": latency.p90,
                            "mean": latency.mean, "max": latency.max},
             "cpu_ms_per_run": cpu_ms_per_run,
@@ -157,6 +164,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         println!("model     {}", a.model.display());
         println!("path      {} ({threads} thread{})", a.path.name(), if threads == 1 { "" } else { "s" });
         println!("prepare   {prepare_ms:.1} ms (load {:.1} ms + prepare {:.1} ms)", ms(load), ms(prepare_only));
+        println!("first run {first_run_ms:.2} ms");
         println!(
             "latency   min {:.2} ms  median {:.2} ms  p90 {:.2} ms  mean {:.2} ms  ({} runs after {} warm-up)",
             latency.min, latency.median, latency.p90, latency.mean, a.runs, a.warmup
