@@ -82,7 +82,7 @@ def machine():
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        for key, name in [("Model name", "cpu_model"), ("CPU(s)", "cpus"), ("Thread(s) per core", "threads_per_core"),
+        for key, name in [("Model name", "cpu_model"), ("CPU family", "cpu_family"), ("Model", "cpu_model_id"), ("CPU(s)", "cpus"), ("Thread(s) per core", "threads_per_core"),
                           ("Hypervisor vendor", "hypervisor"), ("L2 cache", "l2"), ("L3 cache", "l3")]:
             if key in fields:
                 info[name] = fields[key].strip()
@@ -273,7 +273,9 @@ def main():
     summary = summarize(records)
     info["loadavg_end"] = os.getloadavg()
     table = tables(summary, a.models, a.threads, a.engines)
-    print(f"Machine: {info.get('cpu_model')}, {info.get('cpus')} CPUs, {info.get('platform')}; "
+    print(f"Machine: {info.get('cpu_model')} (family {info.get('cpu_family')} model {info.get('cpu_model_id')}, "
+          f"{info.get('hypervisor') or 'no'} hypervisor, SIMD {' '.join(info.get('simd', []))}), "
+          f"{info.get('cpus')} CPUs, {info.get('platform')}; "
           f"load average {info['loadavg_start'][0]:.2f} at start, {info['loadavg_end'][0]:.2f} at end; "
           f"ferry {info.get('ferry_commit')}, tract {info.get('tract_version')}")
     print(f"{a.rounds} rounds x {a.runs} runs ({a.warmup} warm-up) per engine; ferry reference: "
