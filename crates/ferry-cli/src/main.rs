@@ -55,6 +55,11 @@ enum Command {
     ///
     /// Example: ferry optimize model.onnx -o model-opt.onnx --input-shape input=1,3,224,224
     Optimize(cmd::optimize::Args),
+    /// Time a model: load + prepare time, per-run latency (min/median/p90/mean over --runs after
+    /// --warmup untimed runs) and peak resident memory. Progress goes to stderr on long runs.
+    ///
+    /// Example: ferry bench resnet50.onnx --inputs resnet50.inputs.npz --threads 2 --runs 20 --json
+    Bench(cmd::bench::Args),
 }
 
 /// A refusal: printed as one message, exit code 1.
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cmd::compare::run(a),
         Command::Ops(a) => cmd::ops::run(a),
         Command::Optimize(a) => cmd::optimize::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,
