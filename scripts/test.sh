@@ -45,6 +45,10 @@ $PY tests/mxnet/compare_onnx.py target/release/ferry -q --via-mxnet | tee target
 echo "== ONNX backend node models through the MXNet export and back (ONNX -> MXNet -> ONNX)"
 $PY tests/mxnet/onnx_via_mxnet.py target/release/ferry -q | tee target/onnx-via-mxnet.txt
 
+echo "== PyTorch-exported models (tests/real_models/data) run by ferry vs onnxruntime's recorded outputs"
+$PY tests/real_models/check.py target/release/ferry -q | tee target/real-models.txt
+grep -q "^REGRESSION" target/real-models.txt && { echo "real model regressions"; exit 1; }
+
 count() { grep -oE "^[0-9]+ passed, [0-9]+ failed" "$1" | tail -n 1; }
 echo
 echo "== summary"
@@ -55,6 +59,7 @@ echo "convert round trip, --opset 13:   $(count target/roundtrip-opset13.txt)"
 echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
 echo "ferry run on MXNet files:         $(count target/mxnet-run.txt)"
 echo "MXNet -> MXNet -> ONNX:           $(count target/mxnet-via-mxnet.txt)"
+echo "PyTorch models vs onnxruntime:   $(count target/real-models.txt)"
 echo "ONNX -> MXNet -> ONNX:            $(grep -oE "^[0-9]+ passed, [0-9]+ failed.*" target/onnx-via-mxnet.txt | tail -n 1)"
 echo "(failed cases above are known and listed with reasons under target/; any case in"
 echo " tests/*/expected* that fails, any crash, and any Rust test failure fail this run)"
@@ -65,4 +70,5 @@ m=$(count target/mxnet-onnx.txt | awk '{print $1}')
 v=$(count target/mxnet-via-mxnet.txt | awk '{print $1}')
 w=$(count target/mxnet-run.txt | awk '{print $1}')
 x=$(count target/onnx-via-mxnet.txt | awk '{print $1}')
-echo "$((rust_passed + r + d + o + m + v + w + x)) passed, 0 failed"
+p=$(count target/real-models.txt | awk '{print $1}')
+echo "$((rust_passed + r + d + o + m + v + w + x + p)) passed, 0 failed"

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Run PyTorch-exported models with `ferry run` and compare with onnxruntime's recorded outputs.
+
+Usage: check.py FERRY_BIN [DIR] [--expected FILE] [-q] [--only NAME ...]
+
+DIR (default tests/real_models/data) holds NAME.onnx, NAME.inputs.npz and NAME.ort.npz as written by
+make_models.py, and NAME.dyn.inputs.npz / NAME.dyn.ort.npz (the case NAME.dyn) for other input sizes.
+Dense outputs pass when max|ferry - ort| <= 1e-3 * max|ort| + 1e-5 and shapes and dtypes agree;
+integer outputs must be equal. Detection outputs (boxes/scores/labels) are compared as a set of detections: rows are matched by sorting on (score, label, box), so ties between equal scores do not fail.
+Models listed in --expected (default tests/real_models/expected.txt, one name per line, # comments) must
+pass; a listed model that fails makes the exit status 1. Numpy is the only dependency.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RTOL = 1e-3
+ATOL = 1e-5
+DETECTION_KEYS = ("boxes", "scores", "labels")
+
+
+def rel_err(got, ref):
+    """max abs diff over max |ref| (the issue's 1e-3 relative criterion); 0 for two empty arrays."""
+    if ref.size == 0:
+        return 0.0
+    diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
+    scale = float(np.max(np.abs(ref.astype(np.float64))))
+    return diff / max(scale, ATOL / RTOL)
+
+
+def compare_dense(name, got, ref):
+    if got.shape != ref.shape:
+        return f"{name}: shape {got.shape} != ort {ref.shape}", None
+    if got.dtype != ref.dtype:
+        return f"{name}: dtype {got.dtype} != ort {ref.dtype}", None
+    if ref.dtype.kind in "iub":
+        bad = int(np.count_nonzero(got != ref))
+        return (f"{name}: {bad} of {ref.size} integer elements differ" if bad else None), 0.0
+    if not np.array_equal(np.isnan(got), np.isnan(ref)):
+        return f"{name}: NaN positions differ", None
+    g, r = np.nan_to_num(got), np.nan_to_num(ref)
+    err = rel_err(g, r)
+    ok = np.max(np.abs(g.astype(np.float64) - r), initial=0.0) <= RTOL * np.max(np.abs(r), initial=0.0) + ATOL
+    return (None if ok else f"{name}: max rel err {err:.3g}"), err
+
+
+def detection_rows(out):
+    boxes, scores, labels = (out[k] for k in DETECTION_KEYS)
+    order = np.lexsort((*boxes.T[::-1], labels, -scores))
+    return boxes[order], scores[order], labels[order]
+
+
+def compare_detections(got, ref):
+    """Detections are a set: compare after a canonical row order (score desc, then label, then box)."""
+    problems = []
+    for k in DETECTION_KEYS:
+        if got[k].shape != ref[k].shape or got[k].dtype != ref[k].dtype:
+            problems.append(f"{k}: {got[k].dtype}{list(got[k].shape)} != ort {ref[k].dtype}{list(ref[k].shape)}")
+    if problems:
+        return problems, None
+    gb, gs, gl = detection_rows(got)
+    rb, rs, rl = detection_rows(ref)
+    worst = 0.0
+    for k, g, r in (("boxes", gb, rb), ("scores", gs, rs), ("labels", gl, rl)):
+        p, err = compare_dense(k, g, r)
+        if p:
+            problems.append(p)
+        worst = max(worst, err or 0.0)
+    return problems, worst
+
+
+def check_model(ferry, d, name):
+    model = os.path.join(d, name.split(".")[0] + ".onnx")
+    inputs = os.path.join(d, name + ".inputs.npz")
+    ref = dict(np.load(os.path.join(d, name + ".ort.npz")))
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = os.path.join(tmp, "out.npz")
+        t = time.perf_counter()
+        proc = subprocess.run([ferry, "run", model, "--inputs", inputs, "--outputs-npz", out_path],
+                              capture_output=True, text=True)
+        secs = time.perf_counter() - t
+        if proc.returncode != 0:
+            msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+            return [f"ferry run exit {proc.returncode}: {' | '.join(msg[-3:])[:400]}"], None, secs
+        got = dict(np.load(out_path))
+    missing = sorted(set(ref) - set(got))
+    if missing:
+        return [f"missing outputs {missing}"], None, secs
+    if all(k in ref for k in DETECTION_KEYS):
+        problems, worst = compare_detections(got, ref)
+        rest = [k for k in ref if k not in DETECTION_KEYS]
+    else:
+        problems, worst, rest = [], 0.0, list(ref)
+    for k in rest:
+        p, err = compare_dense(k, got[k], ref[k])
+        if p:
+            problems.append(p)
+        worst = max(worst or 0.0, err or 0.0)
+    return problems, worst, secs
+
+
+def onnx_ops(path):
+    """Distinct op types in the model (best effort: needs the onnx package, absent in CI's check is fine)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    m = onnx.load(path, load_external_data=False)
+    return len({n.op_type for n in m.graph.node}), len(m.graph.node)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ferry")
+    ap.add_argument("dir", nargs="?", default=os.path.join(HERE, "data"))
+    ap.add_argument("--expected", default=os.path.join(HERE, "expected.txt"))
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("-q", action="store_true", help="print failures and the summary only")
+    a = ap.parse_args()
+    # A case is one recorded run: NAME (traced sizes) or NAME.dyn (other sizes along the dynamic axes).
+    names = sorted(f[: -len(".ort.npz")] for f in os.listdir(a.dir) if f.endswith(".ort.npz"))
+    names = [n for n in names if os.path.exists(os.path.join(a.dir, n.split(".")[0] + ".onnx"))]
+    if a.only:
+        names = [n for n in names if n in a.only]
+    expected = set()
+    if os.path.exists(a.expected):
+        for line in open(a.expected):
+            line = line.split("#")[0].strip()
+            if line:
+                expected.add(line)
+    passed, failed, regressions = 0, 0, []
+    for name in names:
+        problems, worst, secs = check_model(a.ferry, a.dir, name)
+        model = os.path.join(a.dir, name.split(".")[0] + ".onnx")
+        size = os.path.getsize(model) / 1e6
+        ops = onnx_ops(model) if not a.q else None
+        ops_s = f", {ops[1]} nodes / {ops[0]} op types" if ops else ""
+        err_s = f"max rel err {worst:.2e}" if worst is not None else "no comparison"
+        if problems:
+            failed += 1
+            if name in expected:
+                regressions.append(name)
+            print(f"FAIL {name} ({size:.2f} MB{ops_s}, {secs:.2f} s): {'; '.join(problems)}")
+        else:
+            passed += 1
+            if not a.q:
+                print(f"PASS {name} ({size:.2f} MB{ops_s}, {secs:.2f} s): {err_s}")
+    missing = sorted(n for n in expected if n not in names and not a.only)
+    if a.dir == os.path.join(HERE, "data"):
+        for n in missing:
+            regressions.append(n)
+            print(f"FAIL {n}: listed in expected.txt but its files are missing")
+    for n in regressions:
+        print(f"REGRESSION {n}: listed in {os.path.basename(a.expected)} but failed")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if regressions else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
