@@ -15,6 +15,7 @@ Weights are random (torch.manual_seed); nothing is downloaded.
 """
 
 import argparse
+import inspect
 import os
 import shutil
 import sys
@@ -344,6 +345,9 @@ def export(name, out_dir):
             dyn_shapes = None
             if dyn:
                 dyn_shapes = tuple({ax: torch.export.Dim.DYNAMIC for ax in dyn.get(n, {})} or None for n in in_names)
+                params = inspect.signature(module.forward).parameters.values()
+                if any(p.kind == p.VAR_POSITIONAL for p in params):
+                    dyn_shapes = (dyn_shapes,)  # one entry per parameter: *args is one
             prog = torch.onnx.export(module, args, input_names=in_names, output_names=out_names, dynamo=True,
                                      dynamic_shapes=dyn_shapes, external_data=False)
             prog.save(tmp)
