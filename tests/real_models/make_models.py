@@ -5,7 +5,7 @@ Run with the torch venv (not in CI):
     /work/cache/torch-venv/bin/python tests/real_models/make_models.py [--out DIR] [--data DIR] [NAME ...]
 
 For each model NAME this writes into --out (default /work/cache/real-models):
-    NAME.onnx             the export (torch.onnx.export, legacy TorchScript exporter unless the name ends in _dynamo)
+    NAME.onnx             the export (torch.onnx.export: legacy TorchScript exporter at opset 17, or a variant below)
     NAME.inputs.npz       fixed random inputs, keyed by graph input name
     NAME.ort.npz          onnxruntime's outputs on those inputs, keyed by graph output name
     NAME.dyn.*.npz        the same at other sizes along the dynamic axes (batch 3, sequences +3), where there are some
@@ -301,10 +301,27 @@ MODELS = {
     "fcn_resnet50": _tv_segmenter("fcn_resnet50", 224),
     "deeplabv3_mobilenet_v3_large": _tv_segmenter("deeplabv3_mobilenet_v3_large", 224),
     "lraspp_mobilenet_v3_large": _tv_segmenter("lraspp_mobilenet_v3_large", 224),
-    # The torch.export-based exporter on two models (different op patterns: no legacy fusions).
-    "tiny_cnn_dynamo": tiny_cnn,
-    "bert_tiny_dynamo": bert_tiny,
 }
+
+# Variants: NAME_dynamo uses the torch.export-based exporter (its own op patterns, opset 18+);
+# NAME_opsetK the legacy exporter at opset K (older op forms: attribute axes, Upsample-era Resize...).
+DEFAULT = list(MODELS) + ["tiny_cnn_dynamo", "bert_tiny_dynamo", "gpt2_tiny_dynamo", "llama_tiny_dynamo",
+                          "t5_tiny_dynamo", "whisper_enc_tiny_dynamo", "lstm_dynamo", "vit_tiny_dynamo",
+                          "bert_tiny_opset11", "tiny_cnn_opset9", "gru_opset11", "llama_tiny_opset20",
+                          "lraspp_mobilenet_v3_large_opset11"]
+
+# Small, but near-duplicates of checked-in cases: kept in --out only, so tests/real_models/data stays under 8 MB.
+NOT_CHECKED_IN = {"t5_tiny_dynamo", "llama_tiny_opset20", "vit_tiny_dynamo"}
+
+
+def split_variant(name):
+    """(base model, dynamo?, opset) for a model name with an optional _dynamo / _opsetK suffix."""
+    if name.endswith("_dynamo"):
+        return name[: -len("_dynamo")], True, None
+    base, sep, k = name.rpartition("_opset")
+    if sep and k.isdigit():
+        return base, False, int(k)
+    return name, False, 17
 
 
 # ---------------------------------------------------------------- export + record
@@ -337,11 +354,12 @@ def export(name, out_dir):
     torch.manual_seed(0)
     # nn.MultiheadAttention's inference fast path traces to an op the exporter cannot write.
     torch.backends.mha.set_fastpath_enabled(False)
-    module, args, in_names, out_names, dyn = MODELS[name]()
+    base, dynamo, opset = split_variant(name)
+    module, args, in_names, out_names, dyn = MODELS[base]()
     path = os.path.join(out_dir, name + ".onnx")
     tmp = path + ".tmp"
     with torch.no_grad():
-        if name.endswith("_dynamo"):
+        if dynamo:
             dyn_shapes = None
             if dyn:
                 dyn_shapes = tuple({ax: torch.export.Dim.DYNAMIC for ax in dyn.get(n, {})} or None for n in in_names)
@@ -353,7 +371,7 @@ def export(name, out_dir):
             prog.save(tmp)
         else:
             torch.onnx.export(module, args, tmp, input_names=in_names, output_names=out_names, dynamic_axes=dyn,
-                              dynamo=False, opset_version=17, do_constant_folding=True)
+                              dynamo=False, opset_version=opset, do_constant_folding=True)
     os.replace(tmp, path)
     feeds = {n: a.numpy() for n, a in zip(in_names, args)}
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -388,7 +406,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     os.makedirs(a.data, exist_ok=True)
-    names = a.names or list(MODELS)
+    names = a.names or DEFAULT
     failed = 0
     for name in names:
         t = time.perf_counter()
@@ -400,7 +418,7 @@ def main():
             traceback.print_exc(limit=3, file=sys.stderr)
             continue
         size = os.path.getsize(path)
-        small = size < a.small_limit
+        small = size < a.small_limit and name not in NOT_CHECKED_IN
         if small:
             for suffix in (".onnx", ".inputs.npz", ".ort.npz", ".dyn.inputs.npz", ".dyn.ort.npz"):
                 if os.path.exists(os.path.join(a.out, name + suffix)):
