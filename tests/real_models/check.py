@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Run PyTorch-exported models with `ferry run` and compare with onnxruntime's recorded outputs.
 
-Usage: check.py FERRY_BIN [DIR] [--expected FILE] [-q] [--only NAME ...]
+Usage: check.py FERRY_BIN [DIR] [--expected FILE] [-q] [--only NAME ...] [--via onnx|onnxK|mxnet]
 
 DIR (default tests/real_models/data) holds NAME.onnx, NAME.inputs.npz and NAME.ort.npz as written by
 make_models.py, and NAME.dyn.inputs.npz / NAME.dyn.ort.npz (the case NAME.dyn) for other input sizes.
 Dense outputs pass when max|ferry - ort| <= 1e-3 * max|ort| + 1e-5 and shapes and dtypes agree;
 integer outputs must be equal. Detection outputs (boxes/scores/labels) are compared as a set of detections: rows are matched by sorting on (score, label, box), so ties between equal scores do not fail.
 Models listed in --expected (default tests/real_models/expected.txt, one name per line, # comments) must
-pass; a listed model that fails makes the exit status 1. Numpy is the only dependency.
+pass; a listed model that fails makes the exit status 1. Numpy is the only dependency (onnxruntime for --via onnx,
+which converts each model with `ferry convert` and runs ferry's file on onnxruntime).
 """
 
 import argparse
@@ -45,6 +46,8 @@ def compare_dense(name, got, ref):
         return (f"{name}: {bad} of {ref.size} integer elements differ" if bad else None), 0.0
     if not np.array_equal(np.isnan(got), np.isnan(ref)):
         return f"{name}: NaN positions differ", None
+    if ref.size and not np.any(ref):
+        return f"{name}: onnxruntime's output is all zeros, so it tests nothing (fix the model's weights)", None
     g, r = np.nan_to_num(got), np.nan_to_num(ref)
     err = rel_err(g, r)
     ok = np.max(np.abs(g.astype(np.float64) - r), initial=0.0) <= RTOL * np.max(np.abs(r), initial=0.0) + ATOL
@@ -82,20 +85,58 @@ def compare_detections(got, ref):
     return problems, worst
 
 
-def check_model(ferry, d, name):
+def fail_msg(what, proc):
+    msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+    return f"{what} exit {proc.returncode}: {' | '.join(msg[-3:])[:400]}"
+
+
+def run_outputs(ferry, model, inputs, tmp, via):
+    """Outputs of MODEL on INPUTS: `ferry run` on the file itself (via None), or on ferry's MXNet export of it
+    (via "mxnet"), or onnxruntime on ferry's ONNX re-export at the newest opset ("onnx") or opset K ("onnxK").
+    Returns (outputs dict, None) or (None, problem)."""
+    if via and via.startswith("onnx"):
+        converted = os.path.join(tmp, "converted.onnx")
+        cmd = [ferry, "convert", model, "-o", converted] + (["--opset", via[4:]] if via[4:] else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None, fail_msg("ferry convert", proc)
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(3)
+        try:
+            sess = ort.InferenceSession(converted, providers=["CPUExecutionProvider"])
+            feeds = dict(np.load(inputs))
+            names = [o.name for o in sess.get_outputs()]
+            outs = sess.run(None, {i.name: feeds[i.name] for i in sess.get_inputs()})
+        except Exception as e:  # onnxruntime refusing ferry's file is the finding
+            return None, f"onnxruntime on ferry's export: {type(e).__name__}: {str(e)[:300]}"
+        return dict(zip(names, outs)), None
+    if via == "mxnet":
+        prefix = os.path.join(tmp, "converted")
+        proc = subprocess.run([ferry, "convert", model, "-o", prefix + "-symbol.json"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None, fail_msg("ferry convert", proc)
+        model = prefix + "-symbol.json"
+    out_path = os.path.join(tmp, "out.npz")
+    proc = subprocess.run([ferry, "run", model, "--inputs", inputs, "--outputs-npz", out_path],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None, fail_msg("ferry run", proc)
+    return dict(np.load(out_path)), None
+
+
+def check_model(ferry, d, name, via=None):
     model = os.path.join(d, name.split(".")[0] + ".onnx")
     inputs = os.path.join(d, name + ".inputs.npz")
     ref = dict(np.load(os.path.join(d, name + ".ort.npz")))
     with tempfile.TemporaryDirectory() as tmp:
-        out_path = os.path.join(tmp, "out.npz")
         t = time.perf_counter()
-        proc = subprocess.run([ferry, "run", model, "--inputs", inputs, "--outputs-npz", out_path],
-                              capture_output=True, text=True)
+        got, problem = run_outputs(ferry, model, inputs, tmp, via)
         secs = time.perf_counter() - t
-        if proc.returncode != 0:
-            msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-            return [f"ferry run exit {proc.returncode}: {' | '.join(msg[-3:])[:400]}"], None, secs
-        got = dict(np.load(out_path))
+    if problem:
+        return [problem], None, secs
+    if via == "mxnet" and set(got) != set(ref) and len(got) == len(ref):
+        got = dict(zip(ref, got.values()))  # MXNet names outputs after their nodes; the order is kept
     missing = sorted(set(ref) - set(got))
     if missing:
         return [f"missing outputs {missing}"], None, secs
@@ -128,6 +169,7 @@ def main():
     ap.add_argument("dir", nargs="?", default=os.path.join(HERE, "data"))
     ap.add_argument("--expected", default=os.path.join(HERE, "expected.txt"))
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--via", help="onnx | onnxK | mxnet: check ferry's re-export instead (see run_outputs)")
     ap.add_argument("-q", action="store_true", help="print failures and the summary only")
     a = ap.parse_args()
     # A case is one recorded run: NAME (traced sizes) or NAME.dyn (other sizes along the dynamic axes).
@@ -143,7 +185,7 @@ def main():
                 expected.add(line)
     passed, failed, regressions = 0, 0, []
     for name in names:
-        problems, worst, secs = check_model(a.ferry, a.dir, name)
+        problems, worst, secs = check_model(a.ferry, a.dir, name, a.via)
         model = os.path.join(a.dir, name.split(".")[0] + ".onnx")
         size = os.path.getsize(model) / 1e6
         ops = onnx_ops(model) if not a.q else None

@@ -281,6 +281,122 @@ def _tv_segmenter(name, size):
     return build
 
 
+def _hf(config_cls, model_cls, cfg, inputs, pick, seq=10, batch=2, eager=True, kaiming_convs=False):
+    """A transformers model from a small config. inputs: names among input_ids, attention_mask, token_type_ids,
+    decoder_input_ids, pixel_values:CxHxW, input_values:T (raw audio)."""
+
+    def build():
+        import transformers
+
+        kw = dict(cfg)
+        if eager:
+            kw["attn_implementation"] = "eager"
+        model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(**kw)).eval()
+        if kaiming_convs:  # some configs' default init (std 0.02) makes activations vanish to exact zeros
+            for mod in model.modules():
+                if isinstance(mod, nn.Conv2d):
+                    nn.init.kaiming_normal_(mod.weight)
+        args, dyn = [], {}
+        for i, name in enumerate(inputs):
+            key, _, spec = name.partition(":")
+            if key in ("input_ids", "decoder_input_ids"):
+                args.append(_ids(batch, seq if key == "input_ids" else 5, kw.get("vocab_size", 256), 20 + i))
+                dyn[key] = {0: "batch", 1: "seq" if key == "input_ids" else "dec_seq"}
+            elif key == "attention_mask":
+                args.append(_mask(batch, seq))
+                dyn[key] = {0: "batch", 1: "seq"}
+            elif key == "token_type_ids":
+                args.append(torch.zeros(batch, seq, dtype=torch.long))
+                dyn[key] = {0: "batch", 1: "seq"}
+            elif key == "pixel_values":
+                c, h, w = (int(v) for v in spec.split("x"))
+                args.append(_img(batch, c, h, w, seed=20 + i))
+                dyn[key] = {0: "batch"}
+            elif key == "input_values":
+                args.append(torch.randn(batch, int(spec), generator=torch.Generator().manual_seed(20 + i)))
+                dyn[key] = {0: "batch"}
+        keys = [n.partition(":")[0] for n in inputs]
+        return HfWrapper(model, keys, pick).eval(), tuple(args), keys, list(pick), dyn
+
+    return build
+
+
+_TINY_ENC = dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                 max_position_embeddings=64)
+_TINY_DEC = dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=160,
+                 max_position_embeddings=128, use_cache=False)
+
+EXTRA = {
+    # torchvision classifiers at small input sizes (the reference runtime is slow; weights are full size).
+    "squeezenet1_0": _tv_classifier("squeezenet1_0", 96),
+    "shufflenet_v2_x0_5": _tv_classifier("shufflenet_v2_x0_5", 96),
+    "densenet121": _tv_classifier("densenet121", 64),
+    "googlenet": _tv_classifier("googlenet", 96),
+    "mnasnet0_5": _tv_classifier("mnasnet0_5", 96),
+    "regnet_y_400mf": _tv_classifier("regnet_y_400mf", 96),
+    "convnext_tiny": _tv_classifier("convnext_tiny", 64),
+    "swin_t": _tv_classifier("swin_t", 64),
+    "maxvit_t": _tv_classifier("maxvit_t", 224),
+    # transformers architectures from tiny configs.
+    "distilbert_tiny": _hf("DistilBertConfig", "DistilBertModel",
+                           dict(vocab_size=256, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
+                                max_position_embeddings=64), ["input_ids", "attention_mask"], ["last_hidden_state"]),
+    "roberta_tiny": _hf("RobertaConfig", "RobertaModel", dict(_TINY_ENC, pad_token_id=1),
+                        ["input_ids", "attention_mask"], ["last_hidden_state"]),
+    "albert_tiny": _hf("AlbertConfig", "AlbertModel", dict(_TINY_ENC, embedding_size=32),
+                       ["input_ids", "attention_mask"], ["last_hidden_state"]),
+    "electra_tiny": _hf("ElectraConfig", "ElectraModel", dict(_TINY_ENC, embedding_size=32),
+                        ["input_ids", "attention_mask"], ["last_hidden_state"]),
+    "deberta_v2_tiny": _hf("DebertaV2Config", "DebertaV2Model",
+                           dict(_TINY_ENC, relative_attention=True, position_buckets=16, max_relative_positions=32,
+                                pos_att_type=["p2c", "c2p"]), ["input_ids", "attention_mask"],
+                           ["last_hidden_state"], eager=False),
+    "bart_tiny": _hf("BartConfig", "BartForConditionalGeneration",
+                     dict(vocab_size=256, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                          decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                          max_position_embeddings=64, use_cache=False),
+                     ["input_ids", "attention_mask", "decoder_input_ids"], ["logits"]),
+    "mistral_tiny": _hf("MistralConfig", "MistralForCausalLM", dict(_TINY_DEC, num_key_value_heads=2),
+                        ["input_ids", "attention_mask"], ["logits"]),
+    "qwen2_tiny": _hf("Qwen2Config", "Qwen2ForCausalLM", dict(_TINY_DEC, num_key_value_heads=2),
+                      ["input_ids", "attention_mask"], ["logits"]),
+    "phi_tiny": _hf("PhiConfig", "PhiForCausalLM", dict(_TINY_DEC, partial_rotary_factor=0.5),
+                    ["input_ids", "attention_mask"], ["logits"]),
+    "gpt_neox_tiny": _hf("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(_TINY_DEC, rotary_pct=0.25),
+                         ["input_ids", "attention_mask"], ["logits"]),
+    "bloom_tiny": _hf("BloomConfig", "BloomForCausalLM",
+                      dict(vocab_size=256, hidden_size=64, n_layer=2, n_head=4, use_cache=False),
+                      ["input_ids", "attention_mask"], ["logits"]),
+    "falcon_tiny": _hf("FalconConfig", "FalconForCausalLM",
+                       dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                            use_cache=False, alibi=False, new_decoder_architecture=False, multi_query=True),
+                       ["input_ids", "attention_mask"], ["logits"]),
+    "gemma_tiny": _hf("GemmaConfig", "GemmaForCausalLM", dict(_TINY_DEC, num_key_value_heads=1, head_dim=16),
+                      ["input_ids", "attention_mask"], ["logits"]),
+    "wav2vec2_tiny": _hf("Wav2Vec2Config", "Wav2Vec2Model",
+                         dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                              conv_dim=(32, 32, 32), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3),
+                              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                              feat_extract_norm="group", do_stable_layer_norm=False),
+                         ["input_values:1600"], ["last_hidden_state"]),
+    "clip_vision_tiny": _hf("CLIPVisionConfig", "CLIPVisionModel",
+                            dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                 image_size=32, patch_size=8), ["pixel_values:3x32x32"],
+                            ["last_hidden_state", "pooler_output"]),
+    "swin_hf_tiny": _hf("SwinConfig", "SwinModel",
+                        dict(image_size=32, patch_size=2, embed_dim=16, depths=[2, 2], num_heads=[2, 4],
+                             window_size=4), ["pixel_values:3x32x32"], ["last_hidden_state"]),
+    "segformer_tiny": _hf("SegformerConfig", "SegformerForSemanticSegmentation",
+                          dict(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32],
+                               patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2],
+                               decoder_hidden_size=32, num_labels=5), ["pixel_values:3x64x64"], ["logits"]),
+    "mobilevit_tiny": _hf("MobileViTConfig", "MobileViTModel",
+                          dict(image_size=64, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64]),
+                          ["pixel_values:3x64x64"], ["last_hidden_state"], kaiming_convs=True),
+    "maskrcnn_resnet50_fpn": _tv_detector("maskrcnn_resnet50_fpn", 320, min_size=320, max_size=320),
+    "fcos_resnet50_fpn": _tv_detector("fcos_resnet50_fpn", 320, min_size=320, max_size=320),
+}
+
 MODELS = {
     "tiny_cnn": tiny_cnn,
     "lstm": lstm,
@@ -301,6 +417,7 @@ MODELS = {
     "fcn_resnet50": _tv_segmenter("fcn_resnet50", 224),
     "deeplabv3_mobilenet_v3_large": _tv_segmenter("deeplabv3_mobilenet_v3_large", 224),
     "lraspp_mobilenet_v3_large": _tv_segmenter("lraspp_mobilenet_v3_large", 224),
+    **EXTRA,
 }
 
 # Variants: NAME_dynamo uses the torch.export-based exporter (its own op patterns, opset 18+);
