@@ -18,14 +18,14 @@ pub const OPS: &[(&str, Canonicalizer)] = &[
     ("box_nms", box_nms),
 ];
 
-fn known(c: &NodeCtx, v: ValueId) -> Result<Vec<u64>> {
+pub(super) fn known(c: &NodeCtx, v: ValueId) -> Result<Vec<u64>> {
     c.dims_of(v)
         .and_then(|d| d.into_iter().collect::<Option<Vec<u64>>>())
         .ok_or_else(|| c.error("the input shape must be known (give input shapes with --input-shape)"))
 }
 
 /// A tuple of floats like "(0.5, 0.25)" or "1".
-fn floats(c: &NodeCtx, name: &str) -> Result<Option<Vec<f64>>> {
+pub(super) fn floats(c: &NodeCtx, name: &str) -> Result<Option<Vec<f64>>> {
     let Some(v) = c.attr(name) else { return Ok(None) };
     let inner = v.trim().trim_start_matches(['(', '[']).trim_end_matches([')', ']']);
     inner
@@ -37,7 +37,7 @@ fn floats(c: &NodeCtx, name: &str) -> Result<Option<Vec<f64>>> {
         .map(Some)
 }
 
-fn bin(c: &mut NodeCtx, op: BinaryOp, a: ValueId, b: ValueId, hint: &str) -> ValueId {
+pub(super) fn bin(c: &mut NodeCtx, op: BinaryOp, a: ValueId, b: ValueId, hint: &str) -> ValueId {
     c.emit_temp(Op::Binary(op), vec![a, b], hint)
 }
 
@@ -163,7 +163,7 @@ pub fn upsampling_bilinear(c: &mut NodeCtx) -> Result<()> {
 }
 
 /// Coordinate `k` of boxes `[..., 4]`: `[...]`.
-fn coord(c: &mut NodeCtx, b: ValueId, k: i64) -> ValueId {
+pub(super) fn coord(c: &mut NodeCtx, b: ValueId, k: i64) -> ValueId {
     let i = c.constant(Tensor::from_i64(vec![], &[k]).expect("scalar"), "coord");
     c.emit_temp(Op::Gather { axis: -1 }, vec![b, i], "coord")
 }
@@ -334,7 +334,7 @@ fn multibox_prior(c: &mut NodeCtx) -> Result<()> {
 }
 
 /// `x[..., start:start+len]` along the last axis.
-fn last_slice(c: &mut NodeCtx, x: ValueId, start: i64, len: i64) -> ValueId {
+pub(super) fn last_slice(c: &mut NodeCtx, x: ValueId, start: i64, len: i64) -> ValueId {
     let s = c.const_i64s(&[start], "start");
     let e = c.const_i64s(&[start + len], "end");
     let a = c.const_i64s(&[-1], "axis");

@@ -7,6 +7,7 @@ mod detection;
 mod elementwise;
 mod index;
 mod nn;
+mod regions;
 mod rnn;
 mod shape;
 
@@ -20,13 +21,13 @@ pub type Canonicalizer = fn(&mut NodeCtx) -> Result<()>;
 
 fn canonicalizer(op: &str) -> Option<Canonicalizer> {
     let families: &[&[(&str, Canonicalizer)]] =
-        &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS];
+        &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS, regions::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op).map(|(_, f)| *f)
 }
 
 /// Every MXNet op name ferry canonicalizes.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&str> = [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS]
+    let mut v: Vec<&str> = [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS, regions::OPS]
         .iter()
         .flat_map(|f| f.iter().map(|(n, _)| *n))
         .collect();
