@@ -6,6 +6,7 @@ pub mod ctx;
 mod detection;
 mod elementwise;
 mod index;
+mod multibox;
 mod nn;
 mod regions;
 mod rnn;
@@ -21,16 +22,17 @@ pub type Canonicalizer = fn(&mut NodeCtx) -> Result<()>;
 
 fn canonicalizer(op: &str) -> Option<Canonicalizer> {
     let families: &[&[(&str, Canonicalizer)]] =
-        &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS, regions::OPS];
+        &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS, regions::OPS, multibox::OPS];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op).map(|(_, f)| *f)
 }
 
 /// Every MXNet op name ferry canonicalizes.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&str> = [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS, regions::OPS]
-        .iter()
-        .flat_map(|f| f.iter().map(|(n, _)| *n))
-        .collect();
+    let mut v: Vec<&str> =
+        [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS, regions::OPS, multibox::OPS]
+            .iter()
+            .flat_map(|f| f.iter().map(|(n, _)| *n))
+            .collect();
     v.sort();
     v
 }
