@@ -180,7 +180,13 @@ fn multibox_detection(c: &mut NodeCtx) -> Result<()> {
 
     // 4. Greedy suppression in row order: NonMaxSuppression scored by N - row.
     let ids = coord(c, pre, 0);
-    let mut boxes = last_slice(c, pre, 2, 4);
+    // MXNet's overlap reads corners as given: a box with x2 < x1 (or y2 < y1) overlaps nothing.
+    // NonMaxSuppression would swap such corners; collapsing them to zero size keeps MXNet's IoU 0.
+    let [x1, y1, x2, y2] = [2, 3, 4, 5].map(|k| coord(c, pre, k));
+    let x2 = bin(c, BinaryOp::Max, x2, x1, "x2_not_before_x1");
+    let y2 = bin(c, BinaryOp::Max, y2, y1, "y2_not_before_y1");
+    let corners: Vec<ValueId> = [x1, y1, x2, y2].into_iter().map(|v| col(c, v)).collect();
+    let mut boxes = c.emit_temp(Op::Concat { axis: -1 }, corners, "nms_boxes");
     if !force {
         boxes = class_shifted(c, boxes, ids, false, DType::F32)?;
     }
