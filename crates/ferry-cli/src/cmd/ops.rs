@@ -23,6 +23,9 @@ pub struct Args {
     json: bool,
 }
 
+/// One op version's type constraints: (constraint name, allowed types).
+type Constraints = &'static [(&'static str, &'static [&'static str])];
+
 struct OnnxOp {
     domain: &'static str,
     name: &'static str,
@@ -31,7 +34,7 @@ struct OnnxOp {
     core: bool,
     /// Per version: each type constraint and the element types it allows (ferry reads and
     /// writes all of them; the exporter checks them per target version).
-    types: Vec<(u32, &'static [(&'static str, &'static [&'static str])])>,
+    types: Vec<(u32, Constraints)>,
 }
 
 /// `tensor(float)` -> `float`; sequences and optionals keep their wrapper.
@@ -40,7 +43,7 @@ fn short_type(t: &str) -> &str {
 }
 
 fn onnx_ops() -> Vec<OnnxOp> {
-    type Entry = (Vec<u32>, bool, Vec<(u32, &'static [(&'static str, &'static [&'static str])])>);
+    type Entry = (Vec<u32>, bool, Vec<(u32, Constraints)>);
     let mut ops: BTreeMap<(&str, &str), Entry> = BTreeMap::new();
     for s in SCHEMAS {
         let e = ops.entry((s.domain, s.name)).or_default();
