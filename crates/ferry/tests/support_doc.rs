@@ -5,7 +5,7 @@
 use ferry_onnx::import::is_canonicalized;
 
 use ferry_onnx::schema_table::{LATEST_ML_OPSET, LATEST_OPSET, SCHEMAS};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 fn generate() -> String {
@@ -49,20 +49,77 @@ fn generate() -> String {
         writeln!(out).unwrap();
     }
     writeln!(out, "Totals: {core} ops canonicalized, {carried} carried.").unwrap();
-    let mx = ferry_mxnet::import::supported_ops();
+    mxnet_section(&mut out);
+    out
+}
+
+/// Every op name registered in MXNet 1.9.1 (crates/ferry-mxnet/data/mxnet-ops.tsv, listed from
+/// a real MXNet by tests/mxnet/list_mxnet_ops.py) with what ferry does with it.
+fn mxnet_section(out: &mut String) {
+    let read: BTreeSet<&str> = ferry_mxnet::import::supported_ops().into_iter().collect();
+    let written: BTreeSet<&str> = ferry_mxnet::export::WRITTEN_OPS.iter().copied().collect();
+    let registry: Vec<(&str, &str)> = include_str!("../../ferry-mxnet/data/mxnet-ops.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split_once('\t').expect("name<TAB>op"))
+        .collect();
+    let what = |name: &str| -> Option<&str> {
+        match (read.contains(name), written.contains(name)) {
+            (true, true) => Some("read, written"),
+            (true, false) => Some("read"),
+            (false, true) => Some("written"),
+            (false, false) => None,
+        }
+    };
+    let mut rows = Vec::new();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (name, op) in &registry {
+        let (status, kind) = if name.starts_with("_backward_") || op.starts_with("_backward_") {
+            ("gradient op (training only)".to_string(), "gradient")
+        } else if let Some(s) = what(name) {
+            (s.to_string(), "supported")
+        } else if name != op {
+            match what(op) {
+                // Symbol files store an op under its registered name, so an alias reads as its op.
+                Some(s) => (format!("alias of `{op}` ({s})"), "supported"),
+                None => (format!("alias of `{op}`: not supported"), "unsupported"),
+            }
+        } else {
+            ("not supported".to_string(), "unsupported")
+        };
+        *counts.entry(kind).or_default() += 1;
+        rows.push(format!("| {name} | {status} |"));
+    }
+    let known: BTreeSet<&str> = registry.iter().map(|(n, _)| *n).collect();
+    let extra: Vec<&str> = read.iter().filter(|n| !known.contains(*n)).copied().collect();
     writeln!(
         out,
-        "\n## MXNet (symbol JSON + .params, MXNet 1.x)\n\n\
-         These {} MXNet op names are read and canonicalized into core ops (aliases included). Any\n\
-         other op is refused with one error listing every unsupported op of the model.\n",
-        mx.len()
+        "\n## MXNet (symbol JSON + .params)\n\n\
+         Every operator name registered in MXNet 1.9.1 ({} names, aliases included; listed from a real\n\
+         MXNet into crates/ferry-mxnet/data/mxnet-ops.tsv by tests/mxnet/list_mxnet_ops.py). **read**: ferry\n\
+         imports it (canonicalized into core ops); **written**: ferry's MXNet export emits it; **alias of\n\
+         `X`**: another registered name of op X (symbol files store X's name). Any op ferry does not read\n\
+         is refused with one error listing every unsupported op of the model. ferry's export was checked\n\
+         in real MXNet 1.9.1 with tests/mxnet/load_in_mxnet.py.\n\n\
+         Totals: {} read or written (aliases included), {} not supported, {} gradient ops.\n",
+        registry.len(),
+        counts.get("supported").unwrap_or(&0),
+        counts.get("unsupported").unwrap_or(&0),
+        counts.get("gradient").unwrap_or(&0),
     )
     .unwrap();
     writeln!(out, "| MXNet op | ferry |\n|---|---|").unwrap();
-    for op in mx {
-        writeln!(out, "| {op} | read |").unwrap();
+    for r in rows {
+        writeln!(out, "{r}").unwrap();
     }
-    out
+    if !extra.is_empty() {
+        writeln!(
+            out,
+            "\nAlso read, though MXNet 1.9.1 does not register them (older names or MXNet 2): {}.",
+            extra.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        )
+        .unwrap();
+    }
 }
 
 #[test]
