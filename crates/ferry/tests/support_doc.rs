@@ -10,8 +10,24 @@ use std::fmt::Write;
 
 fn generate() -> String {
     let mut ops: BTreeMap<(&str, &str), Vec<u32>> = BTreeMap::new();
+    let mut newest_types: BTreeMap<(&str, &str), (u32, String)> = BTreeMap::new();
     for s in SCHEMAS {
         ops.entry((s.domain, s.name)).or_default().push(s.since_version);
+        let types: Vec<String> = s
+            .type_constraints
+            .iter()
+            .map(|(c, allowed)| {
+                let short: Vec<&str> = allowed
+                    .iter()
+                    .map(|t| t.strip_prefix("tensor(").and_then(|r| r.strip_suffix(')')).unwrap_or(t))
+                    .collect();
+                format!("{c}: {}", short.join(", "))
+            })
+            .collect();
+        let e = newest_types.entry((s.domain, s.name)).or_insert((0, String::new()));
+        if s.since_version >= e.0 {
+            *e = (s.since_version, types.join("; "));
+        }
     }
     let mut out = String::new();
     writeln!(out, "# Support matrix").unwrap();
@@ -28,13 +44,17 @@ fn generate() -> String {
          cannot be canonicalized (e.g. training-mode BatchNormalization, a composition whose element\n\
          type is unknown) are carried like **carried** ops. **carried** ops are kept exactly as written\n\
          (an opaque node) and can only be written to opsets that have the same op version. Ops of\n\
-         other domains (e.g. com.microsoft) are carried the same way and reported by `ferry check`.\n"
+         other domains (e.g. com.microsoft) are carried the same way and reported by `ferry check`.\n\n\
+         **element types** are those of the newest version's type constraints; ferry reads and writes\n\
+         all of them and refuses, on export, a node whose types the target version does not allow\n\
+         (`ferry ops --json` lists the types of every version). Cases the reference runtime does not\n\
+         pass are listed with their reasons in docs/runtime-conformance.md.\n"
     )
     .unwrap();
     let (mut core, mut carried) = (0, 0);
     for domain in ["", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training"] {
         let title = if domain.is_empty() { "ai.onnx" } else { domain };
-        writeln!(out, "### {title}\n\n| op | versions | ferry |\n|---|---|---|").unwrap();
+        writeln!(out, "### {title}\n\n| op | versions | ferry | element types |\n|---|---|---|---|").unwrap();
         for ((d, name), versions) in ops.iter().filter(|((d, _), _)| *d == domain) {
             let status = if is_canonicalized(d, name) {
                 core += 1;
@@ -44,7 +64,8 @@ fn generate() -> String {
                 "carried"
             };
             let v: Vec<String> = versions.iter().map(u32::to_string).collect();
-            writeln!(out, "| {name} | {} | {status} |", v.join(", ")).unwrap();
+            let types = newest_types.get(&(*d, *name)).map_or("", |t| t.1.as_str());
+            writeln!(out, "| {name} | {} | {status} | {types} |", v.join(", ")).unwrap();
         }
         writeln!(out).unwrap();
     }
