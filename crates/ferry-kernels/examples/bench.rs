@@ -6,7 +6,8 @@
 //! machine may be shared; CPU time says what the threads actually got).
 
 use ferry_kernels::{
-    Act, Conv2d, Conv2dShape, Epilogue, Lhs, PackedA, PackedB, Pool, Rhs, gemm, gemm_lhs, kernel_name,
+    Act, Conv2d, Conv2dShape, Epilogue, Lhs, PackedA, PackedB, Pool, Pool2dShape, Rhs, act_inplace, gemm, gemm_lhs,
+    global_avg_pool, kernel_name, layer_norm_rows, max_pool2d, softmax_rows,
 };
 use std::time::Instant;
 
@@ -128,4 +129,45 @@ fn main() {
         let flop = 2.0 * (s.c_out * oh * ow * s.c_in / s.group * s.kh * s.kw) as f64;
         println!("{label:<34} {:>9.3} {:>9.1} {:>9.1}", wall * 1e3, flop / wall * 1e-9, flop / cpu * 1e-9);
     }
+    println!();
+    println!("{:<34} {:>9} {:>9}", "element-wise (elements)", "ms", "ns/elem");
+    let row = |label: &str, elems: usize, f: &mut dyn FnMut()| {
+        if label.contains(&filter) {
+            let (wall, _) = measure(f);
+            println!("{label:<34} {:>9.3} {:>9.3}", wall * 1e3, wall * 1e9 / elems as f64);
+        }
+    };
+    let ffn = data(128 * 3072);
+    for act in [Act::Relu, Act::Gelu, Act::GeluTanh, Act::Sigmoid, Act::Tanh] {
+        let mut x = ffn.clone();
+        row(&format!("act {act:?} 128x3072"), x.len(), &mut || {
+            x.copy_from_slice(&ffn);
+            act_inplace(&pool, act, &mut x)
+        });
+    }
+    let mut scores = data(12 * 128 * 128);
+    row("softmax 12x128 rows of 128", scores.len(), &mut || softmax_rows(&pool, &mut scores, 128));
+    let hidden = data(128 * 768);
+    let (gamma, beta) = (data(768), data(768));
+    let mut normed = vec![0.0f32; hidden.len()];
+    row("layer norm 128 rows of 768", hidden.len(), &mut || {
+        layer_norm_rows(&pool, &hidden, &mut normed, 768, Some(&gamma), Some(&beta), 1e-12)
+    });
+    let feat = data(64 * 112 * 112);
+    let mp = Pool2dShape {
+        c: 64,
+        h: 112,
+        w: 112,
+        kh: 3,
+        kw: 3,
+        stride: [2, 2],
+        pads: [1; 4],
+        dilation: [1, 1],
+        ceil_mode: false,
+    };
+    let mut pooled = vec![0.0f32; 64 * 56 * 56];
+    row("max pool 3x3 s2 64x112x112", feat.len(), &mut || max_pool2d(&pool, &mp, &feat, &mut pooled));
+    let last = data(2048 * 49);
+    let mut gap = vec![0.0f32; 2048];
+    row("global avg pool 2048x49", last.len(), &mut || global_avg_pool(&pool, 2048, 49, &last, &mut gap));
 }

@@ -7,7 +7,9 @@
 
 mod act;
 mod conv;
+mod fastmath;
 mod gemm;
+mod isa;
 mod pool;
 mod pool2d;
 mod rows;

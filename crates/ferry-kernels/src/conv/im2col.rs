@@ -50,7 +50,7 @@ fn unroll_tap(s: &Conv2dShape, plane: &[f32], ky: usize, kx: usize, oh: usize, o
 
 /// The output positions `o` in `[lo, hi)` (with `hi <= out_len`) for which `o * stride + offset` is in
 /// `[0, len)`.
-pub(super) fn valid_range(offset: isize, stride: usize, len: usize, out_len: usize) -> (usize, usize) {
+pub(crate) fn valid_range(offset: isize, stride: usize, len: usize, out_len: usize) -> (usize, usize) {
     let stride = stride as isize;
     // Smallest o with o*stride + offset >= 0.
     let lo = if offset >= 0 { 0 } else { (-offset + stride - 1) / stride };

@@ -7,6 +7,7 @@ use crate::act::Act;
 use crate::gemm::{Epilogue, Lhs, PackedA, Rhs, gemm_lhs};
 use crate::pool::Pool;
 use im2col::im2col;
+pub(crate) use im2col::valid_range;
 
 /// The geometry of one 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! result to C at row stride `rs_c`. One kernel is chosen per process from the CPU's features, so the
 //! packed layouts (which depend on MR and NR) stay consistent.
 
+use crate::isa::{Isa, isa};
 use std::sync::OnceLock;
 
 /// `kernel(kc, a_panel, b_panel, c, rs_c, add)`: `c[i*rs_c + j] (+)= sum_p a[p*MR + i] * b[p*NR + j]`.
@@ -29,37 +30,23 @@ pub(crate) fn kernel() -> Kernel {
 }
 
 fn detect() -> Kernel {
-    // FERRY_KERNELS_ISA=generic|avx2 caps the choice, so the fallbacks can be tested and compared.
-    let cap = std::env::var("FERRY_KERNELS_ISA").unwrap_or_default();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cap != "generic" && cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel { mr: 6, nr: 32, run: x86::kernel_6x32_avx512, name: "avx512 6x32" };
-        }
-        if cap != "generic" && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Kernel { mr: 6, nr: 16, run: x86::kernel_6x16_avx2, name: "avx2+fma 6x16" };
-        }
+    for_isa(isa())
+}
+
+fn for_isa(level: Isa) -> Kernel {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Kernel { mr: 6, nr: 32, run: x86::kernel_6x32_avx512, name: "avx512 6x32" },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Kernel { mr: 6, nr: 16, run: x86::kernel_6x16_avx2, name: "avx2+fma 6x16" },
+        _ => Kernel { mr: 4, nr: 8, run: kernel_4x8_generic, name: "generic 4x8" },
     }
-    let _ = cap;
-    Kernel { mr: 4, nr: 8, run: kernel_4x8_generic, name: "generic 4x8" }
 }
 
 /// Every kernel this CPU can run (the chosen one first), so tests can cover the fallbacks too.
 #[cfg(test)]
 pub(crate) fn available() -> Vec<Kernel> {
-    let mut all = vec![kernel()];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            all.push(Kernel { mr: 6, nr: 32, run: x86::kernel_6x32_avx512, name: "avx512 6x32" });
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            all.push(Kernel { mr: 6, nr: 16, run: x86::kernel_6x16_avx2, name: "avx2+fma 6x16" });
-        }
-    }
-    all.push(Kernel { mr: 4, nr: 8, run: kernel_4x8_generic, name: "generic 4x8" });
-    all
+    crate::isa::available().into_iter().map(for_isa).collect()
 }
 
 /// The name of the chosen kernel (for benchmarks and logs).
