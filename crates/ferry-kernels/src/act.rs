@@ -49,19 +49,29 @@ pub fn act_inplace(pool: &Pool, act: Act, x: &mut [f32]) {
 multiversion! {
     /// Applies `act` to a slice on the calling thread (one vectorized loop per activation).
     pub(crate) fn apply_slice / apply_slice_with(act: Act, x: &mut [f32]) {
-        match act {
-            Act::None => {}
-            Act::Relu => x.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
-            Act::LeakyRelu(alpha) => x.iter_mut().for_each(|v| *v = if *v < 0.0 { alpha * *v } else { *v }),
-            Act::Clip { min, max } => x.iter_mut().for_each(|v| *v = v.max(min).min(max)),
-            Act::Sigmoid => x.iter_mut().for_each(|v| *v = fastmath::sigmoid(*v)),
-            Act::Tanh => x.iter_mut().for_each(|v| *v = fastmath::tanh(*v)),
-            Act::Gelu => x.iter_mut().for_each(|v| *v = gelu(*v)),
-            Act::GeluTanh => x.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
-            Act::HardSigmoid { alpha, beta } => x.iter_mut().for_each(|v| *v = (alpha * *v + beta).clamp(0.0, 1.0)),
-            Act::HardSwish => x.iter_mut().for_each(|v| *v *= (*v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
-            Act::Silu => x.iter_mut().for_each(|v| *v *= fastmath::sigmoid(*v)),
-        }
+        apply_inline(act, x)
+    }
+}
+
+/// The body of [`apply_slice`], for other multiversioned loops to inline.
+#[inline(always)]
+pub(crate) fn apply_inline(act: Act, x: &mut [f32]) {
+    match act {
+        Act::None => {}
+        Act::Relu => x.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
+        Act::LeakyRelu(alpha) => x.iter_mut().for_each(|v| *v = if *v < 0.0 { alpha * *v } else { *v }),
+        Act::Clip { min, max } => x.iter_mut().for_each(|v| {
+            // NaN passes through; with min > max everything becomes max (as numpy's clip does).
+            let t = if *v < min { min } else { *v };
+            *v = if t > max { max } else { t };
+        }),
+        Act::Sigmoid => x.iter_mut().for_each(|v| *v = fastmath::sigmoid(*v)),
+        Act::Tanh => x.iter_mut().for_each(|v| *v = fastmath::tanh(*v)),
+        Act::Gelu => x.iter_mut().for_each(|v| *v = gelu(*v)),
+        Act::GeluTanh => x.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
+        Act::HardSigmoid { alpha, beta } => x.iter_mut().for_each(|v| *v = (alpha * *v + beta).clamp(0.0, 1.0)),
+        Act::HardSwish => x.iter_mut().for_each(|v| *v *= (*v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
+        Act::Silu => x.iter_mut().for_each(|v| *v *= fastmath::sigmoid(*v)),
     }
 }
 

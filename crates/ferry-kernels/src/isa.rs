@@ -57,7 +57,7 @@ macro_rules! multiversion {
         }
 
         #[allow(dead_code)]
-        pub(crate) fn $with(level: $crate::isa::Isa, $($a: $t),*) {
+        $vis fn $with(level: $crate::isa::Isa, $($a: $t),*) {
             #[inline(always)]
             fn inner($($a: $t),*) $body
 
