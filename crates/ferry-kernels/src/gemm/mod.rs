@@ -11,6 +11,11 @@ mod pack;
 
 pub use kernels::kernel_name;
 
+/// The micro-kernel's tile (MR rows, NR columns), for callers choosing an orientation.
+pub(crate) fn tile_dims() -> (usize, usize) {
+    (kernel().mr, kernel().nr)
+}
+
 use crate::act::Act;
 use crate::isa::multiversion;
 use crate::pool::Pool;

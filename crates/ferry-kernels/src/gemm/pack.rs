@@ -17,6 +17,13 @@ pub(crate) fn pack_a(a: &View, i0: usize, rows: usize, p0: usize, kc: usize, mr:
         if live < mr {
             panel.fill(0.0);
         }
+        if a.rs == 1 && a.cs != 1 {
+            // Column-major A (a transposed operand): each column's mr values are contiguous.
+            for p in 0..kc {
+                panel[p * mr..p * mr + live].copy_from_slice(a.col(i0 + ib * mr, p0 + p, live));
+            }
+            continue;
+        }
         for ii in 0..live {
             let i = i0 + ib * mr + ii;
             if a.cs == 1 {

@@ -53,6 +53,11 @@ fn cases() -> Vec<Conv2dShape> {
         shape(4, (1, 1), 4, (3, 3), 1, [1; 4], 1, 4),
         // Depthwise with a channel multiplier (c_out = 2 c_in) is a grouped convolution.
         shape(4, (6, 6), 8, (3, 3), 1, [1; 4], 1, 4),
+        // Small output planes with many output channels (computed as the transposed product).
+        shape(32, (7, 7), 64, (3, 3), 1, [1; 4], 1, 1),
+        shape(48, (7, 7), 64, (1, 1), 1, [0; 4], 1, 1),
+        shape(40, (9, 9), 70, (1, 1), 2, [0; 4], 1, 1),
+        shape(8, (5, 5), 64, (3, 3), 1, [1; 4], 1, 2),
         // Larger: ResNet-like 3x3 with many channels.
         shape(64, (14, 14), 40, (3, 3), 1, [1; 4], 1, 1),
     ]
