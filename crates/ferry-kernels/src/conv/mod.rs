@@ -4,10 +4,10 @@ mod depthwise;
 mod im2col;
 
 use crate::act::Act;
-use crate::gemm::{Epilogue, Lhs, PackedA, PackedB, Rhs, gemm_lhs};
+use crate::gemm::{Epilogue, Lhs, PackedA, PackedB, Rhs, gemm_lhs, gemm_packer};
 use crate::pool::Pool;
-use im2col::im2col;
 pub(crate) use im2col::valid_range;
+use im2col::{Windows, im2col};
 
 /// The geometry of one 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,10 +149,10 @@ impl Conv2d {
         self.cols_len() + self.transposed_len()
     }
 
-    /// The im2col buffer.
+    /// The im2col buffer (only the transposed product materializes one).
     fn cols_len(&self) -> usize {
         let s = &self.shape;
-        if s.is_pointwise() || s.is_depthwise() {
+        if s.is_pointwise() || !matches!(self.algo, Algo::GemmTransposed(_)) {
             return 0;
         }
         let (oh, ow) = s.out_hw();
@@ -205,13 +205,13 @@ impl Conv2d {
                 act: self.act,
                 accumulate,
             };
-            let rhs = if s.is_pointwise() {
-                Rhs::Strided { data: x, rs: hw as isize, cs: 1 }
+            let lhs = Lhs::Packed(&weights[g]);
+            if s.is_pointwise() {
+                let rhs = Rhs::Strided { data: x, rs: hw as isize, cs: 1 };
+                gemm_lhs(pool, cog, ohw, patch, lhs, rhs, y, ohw, &ep);
             } else {
-                im2col(pool, s, x, &mut scratch[..patch * ohw]);
-                Rhs::Strided { data: &scratch[..patch * ohw], rs: ohw as isize, cs: 1 }
-            };
-            gemm_lhs(pool, cog, ohw, patch, Lhs::Packed(&weights[g]), rhs, y, ohw, &ep);
+                gemm_packer(pool, cog, ohw, patch, lhs, &Windows::new(s, x), y, ohw, &ep);
+            }
         }
     }
 

@@ -155,10 +155,47 @@ enum ASource<'a> {
 enum BSource<'a> {
     Packed(&'a PackedB),
     Strided(View<'a>),
+    Custom(&'a dyn PackB),
+}
+
+/// A right operand that packs itself, e.g. convolution windows read straight from the image (so no
+/// im2col matrix is written and read back).
+pub(crate) trait PackB: Sync {
+    /// Packs rows `p0..p0 + kc`, columns `j0..j0 + cols` into `nr`-column panels (panel `jb` at
+    /// `jb * kc * nr`, the last one zero-padded), as `pack::pack_b` does for a matrix.
+    fn pack(&self, p0: usize, kc: usize, j0: usize, cols: usize, nr: usize, dst: &mut [f32]);
+}
+
+/// [`gemm_lhs`] with a self-packing right operand (`k x n`).
+pub(crate) fn gemm_packer(
+    pool: &Pool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Lhs,
+    b: &dyn PackB,
+    c: &mut [f32],
+    c_rs: usize,
+    ep: &Epilogue,
+) {
+    gemm_impl(pool, m, n, k, a, BSource::Custom(b), c, c_rs, ep)
 }
 
 /// [`gemm`] with a left operand that may be prepacked.
 pub fn gemm_lhs(pool: &Pool, m: usize, n: usize, k: usize, a: Lhs, b: Rhs, c: &mut [f32], c_rs: usize, ep: &Epilogue) {
+    let nr = kernel().nr;
+    let b = match b {
+        Rhs::Packed(p) => {
+            assert!(p.k == k && p.n == n, "PackedB is {}x{}, the product needs {k}x{n}", p.k, p.n);
+            debug_assert_eq!(p.nr, nr);
+            BSource::Packed(p)
+        }
+        Rhs::Strided { data, rs, cs } => BSource::Strided(View::new(data, k, n, rs, cs, "B")),
+    };
+    gemm_impl(pool, m, n, k, a, b, c, c_rs, ep)
+}
+
+fn gemm_impl(pool: &Pool, m: usize, n: usize, k: usize, a: Lhs, b: BSource, c: &mut [f32], c_rs: usize, ep: &Epilogue) {
     let kern = kernel();
     let a = match a {
         Lhs::Packed(p) => {
@@ -167,14 +204,6 @@ pub fn gemm_lhs(pool: &Pool, m: usize, n: usize, k: usize, a: Lhs, b: Rhs, c: &m
             ASource::Packed(p)
         }
         Lhs::Strided { data, rs, cs } => ASource::Strided(View::new(data, m, k, rs, cs, "A")),
-    };
-    let b = match b {
-        Rhs::Packed(p) => {
-            assert!(p.k == k && p.n == n, "PackedB is {}x{}, the product needs {k}x{n}", p.k, p.n);
-            debug_assert_eq!(p.nr, kern.nr);
-            BSource::Packed(p)
-        }
-        Rhs::Strided { data, rs, cs } => BSource::Strided(View::new(data, k, n, rs, cs, "B")),
     };
     check_epilogue(m, n, c, c_rs, ep);
     if m == 0 || n == 0 {
@@ -266,7 +295,7 @@ impl Job<'_> {
         if matches!(self.a, ASource::Strided(_)) {
             abuf.resize(MC.div_ceil(mr) * mr * KC, 0.0);
         }
-        if matches!(self.b, BSource::Strided(_)) {
+        if matches!(self.b, BSource::Strided(_) | BSource::Custom(_)) {
             bbuf.resize(NC.div_ceil(nr) * nr * KC, 0.0);
         }
         for jc in (rect.c0..rect.c1).step_by(NC) {
@@ -279,6 +308,10 @@ impl Job<'_> {
                     BSource::Packed(p) => (p.data[(jc / nr) * self.k * nr + pc * nr..].as_ptr(), self.k * nr),
                     BSource::Strided(v) => {
                         pack_b(&v, pc, kc, jc, nc, nr, bbuf);
+                        (bbuf.as_ptr(), kc * nr)
+                    }
+                    BSource::Custom(packer) => {
+                        packer.pack(pc, kc, jc, nc, nr, &mut bbuf[..nc.div_ceil(nr) * nr * kc]);
                         (bbuf.as_ptr(), kc * nr)
                     }
                 };

@@ -58,6 +58,9 @@ fn cases() -> Vec<Conv2dShape> {
         shape(48, (7, 7), 64, (1, 1), 1, [0; 4], 1, 1),
         shape(40, (9, 9), 70, (1, 1), 2, [0; 4], 1, 1),
         shape(8, (5, 5), 64, (3, 3), 1, [1; 4], 1, 2),
+        // More output positions than one column block, so column blocks start mid-row.
+        shape(3, (30, 31), 8, (3, 3), 1, [1; 4], 1, 1),
+        shape(2, (50, 50), 7, (5, 5), 2, [2; 4], 1, 1),
         // Larger: ResNet-like 3x3 with many channels.
         shape(64, (14, 14), 40, (3, 3), 1, [1; 4], 1, 1),
     ]
