@@ -170,4 +170,94 @@ fn main() {
     let last = data(2048 * 49);
     let mut gap = vec![0.0f32; 2048];
     row("global avg pool 2048x49", last.len(), &mut || global_avg_pool(&pool, 2048, 49, &last, &mut gap));
+    println!();
+    for (name, layers) in [("ResNet-50", resnet50()), ("MobileNetV2", mobilenet_v2())] {
+        if !name.contains(&filter) && !filter.is_empty() {
+            continue;
+        }
+        let (mut wall_sum, mut cpu_sum, mut flop_sum) = (0.0, 0.0, 0.0);
+        for (s, act) in &layers {
+            let (oh, ow) = s.out_hw();
+            let x = data(s.c_in * s.h * s.w);
+            let w = data(s.c_out * s.c_in / s.group * s.kh * s.kw);
+            let conv = Conv2d::new(*s, &w, Some(&data(s.c_out)), *act).expect("valid shape");
+            let mut scratch = vec![0.0f32; conv.scratch_len()];
+            let mut out = vec![0.0f32; s.c_out * oh * ow];
+            let (wall, cpu) = measure(|| conv.run(&pool, &x, &mut out, &mut scratch));
+            if std::env::var("BENCH_LAYERS").is_ok() {
+                println!("  {s:?} {:.3} ms cpu", cpu * 1e3);
+            }
+            wall_sum += wall;
+            cpu_sum += cpu;
+            flop_sum += 2.0 * (s.c_out * oh * ow * s.c_in / s.group * s.kh * s.kw) as f64;
+        }
+        println!(
+            "{name}: {} convolutions, {:.2} GFLOP, sum of medians {:.1} ms wall, {:.1} ms CPU ({:.1} GFLOP/s per CPU-second)",
+            layers.len(),
+            flop_sum * 1e-9,
+            wall_sum * 1e3,
+            cpu_sum * 1e3,
+            flop_sum / cpu_sum * 1e-9
+        );
+    }
+}
+
+fn conv_shape(c_in: usize, hw: usize, c_out: usize, k: usize, stride: usize, group: usize) -> Conv2dShape {
+    Conv2dShape {
+        c_in,
+        h: hw,
+        w: hw,
+        c_out,
+        kh: k,
+        kw: k,
+        stride: [stride, stride],
+        pads: [k / 2; 4],
+        dilation: [1, 1],
+        group,
+    }
+}
+
+/// Every convolution of ResNet-50 v1.5 at 224x224 (stride on the 3x3 of each bottleneck).
+fn resnet50() -> Vec<(Conv2dShape, Act)> {
+    let mut layers = vec![(conv_shape(3, 224, 64, 7, 2, 1), Act::Relu)];
+    let (mut c_in, mut hw) = (64, 56);
+    for (mid, blocks, first_stride) in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)] {
+        let out = mid * 4;
+        for b in 0..blocks {
+            let stride = if b == 0 { first_stride } else { 1 };
+            layers.push((conv_shape(c_in, hw, mid, 1, 1, 1), Act::Relu));
+            layers.push((conv_shape(mid, hw, mid, 3, stride, 1), Act::Relu));
+            if b == 0 {
+                layers.push((conv_shape(c_in, hw, out, 1, stride, 1), Act::None));
+            }
+            hw /= stride;
+            layers.push((conv_shape(mid, hw, out, 1, 1, 1), Act::Relu));
+            c_in = out;
+        }
+    }
+    layers
+}
+
+/// Every convolution of MobileNetV2 (width 1.0) at 224x224.
+fn mobilenet_v2() -> Vec<(Conv2dShape, Act)> {
+    let relu6 = Act::Clip { min: 0.0, max: 6.0 };
+    let mut layers = vec![(conv_shape(3, 224, 32, 3, 2, 1), relu6)];
+    let (mut c, mut hw) = (32, 112);
+    for (t, c_out, n, s) in
+        [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    {
+        for i in 0..n {
+            let stride = if i == 0 { s } else { 1 };
+            let hidden = c * t;
+            if t != 1 {
+                layers.push((conv_shape(c, hw, hidden, 1, 1, 1), relu6));
+            }
+            layers.push((conv_shape(hidden, hw, hidden, 3, stride, hidden), relu6));
+            hw = hw.div_ceil(stride);
+            layers.push((conv_shape(hidden, hw, c_out, 1, 1, 1), Act::None));
+            c = c_out;
+        }
+    }
+    layers.push((conv_shape(320, 7, 1280, 1, 1, 1), relu6));
+    layers
 }

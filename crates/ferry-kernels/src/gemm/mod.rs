@@ -30,7 +30,7 @@ const MC: usize = 72;
 /// Column block: the packed `KC x NC` B block stays in L2.
 const NC: usize = 512;
 /// Below this many multiply-adds a product runs on one thread (waking others costs more).
-const PAR_MIN_MACS: usize = 1 << 18;
+const PAR_MIN_MACS: usize = 1 << 20;
 
 /// A constant right-hand side (k x n) packed once, at prepare time, for repeated products.
 #[derive(Clone, Debug)]
