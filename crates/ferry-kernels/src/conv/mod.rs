@@ -2,12 +2,14 @@
 
 mod depthwise;
 mod im2col;
+mod winograd;
 
 use crate::act::Act;
 use crate::gemm::{Epilogue, Lhs, PackedA, PackedB, Rhs, gemm_lhs, gemm_packer};
 use crate::pool::Pool;
 pub(crate) use im2col::valid_range;
 use im2col::{Windows, im2col};
+use winograd::Winograd;
 
 /// The geometry of one 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +109,8 @@ enum Algo {
     /// and transposed back: for small output planes, whose few columns would leave the micro-kernel's
     /// wide tiles partly empty, while the transposed product has plenty of columns.
     GemmTransposed(Vec<PackedB>),
+    /// 3x3 stride 1: Winograd F(2x2, 3x3), 16 GEMMs over transformed tiles.
+    Winograd(Winograd),
     /// One filter per channel (group == c_in == c_out): a direct loop, no GEMM.
     Depthwise(Vec<f32>),
 }
@@ -128,6 +132,8 @@ impl Conv2d {
         let group_weights = |g: usize| &weight_oihw[g * cog * patch..(g + 1) * cog * patch];
         let algo = if shape.is_depthwise() {
             Algo::Depthwise(weight_oihw.to_vec())
+        } else if Winograd::suits(&shape) {
+            Algo::Winograd(Winograd::new(&shape, weight_oihw))
         } else if shape.prefers_transposed() {
             Algo::GemmTransposed(
                 (0..shape.group).map(|g| PackedB::new(patch, cog, group_weights(g), 1, patch as isize)).collect(),
@@ -146,6 +152,9 @@ impl Conv2d {
 
     /// Elements of scratch space [`Conv2d::run`] needs.
     pub fn scratch_len(&self) -> usize {
+        if matches!(self.algo, Algo::Winograd(_)) {
+            return Winograd::scratch_len(&self.shape);
+        }
         self.cols_len() + self.transposed_len()
     }
 
@@ -194,6 +203,10 @@ impl Conv2d {
                 return depthwise::run(pool, s, w, bias, self.act, input, &mut out[..s.c_out * ohw], accumulate);
             }
             Algo::GemmTransposed(w) => return self.run_transposed(pool, w, input, out, scratch, accumulate),
+            Algo::Winograd(w) => {
+                let bias = self.bias.as_deref();
+                return w.run(pool, s, bias, self.act, input, &mut out[..s.c_out * ohw], scratch, accumulate);
+            }
             Algo::Gemm(w) => w,
         };
         for g in 0..s.group {
@@ -289,7 +302,7 @@ mod tests {
             dilation: [1, 1],
             group,
         };
-        for shape in [s(32, 7, 64, 3, 1), s(48, 7, 64, 1, 1), s(8, 5, 64, 3, 2)] {
+        for shape in [s(16, 7, 64, 3, 1), s(48, 7, 64, 1, 1), s(8, 5, 64, 3, 2)] {
             let w = vec![0.0; shape.c_out * shape.c_in / shape.group * shape.kh * shape.kw];
             let conv = Conv2d::new(shape, &w, None, Act::None).unwrap();
             assert!(matches!(conv.algo, Algo::GemmTransposed(_)), "{shape:?}");
@@ -297,5 +310,11 @@ mod tests {
         let big = s(16, 56, 64, 3, 1);
         let conv = Conv2d::new(big, &vec![0.0; 64 * 16 * 9], None, Act::None).unwrap();
         assert!(matches!(conv.algo, Algo::Gemm(_)));
+        // And the integration tests' Winograd shapes take that path.
+        for shape in [s(128, 9, 128, 3, 1), s(130, 6, 128, 3, 1), s(129, 8, 130, 3, 1)] {
+            let w = vec![0.0; shape.c_out * shape.c_in * 9];
+            let conv = Conv2d::new(shape, &w, None, Act::None).unwrap();
+            assert!(matches!(conv.algo, Algo::Winograd(_)), "{shape:?}");
+        }
     }
 }

@@ -19,8 +19,17 @@ pub(crate) fn pack_a(a: &View, i0: usize, rows: usize, p0: usize, kc: usize, mr:
         }
         if a.rs == 1 && a.cs != 1 {
             // Column-major A (a transposed operand): each column's mr values are contiguous.
-            for p in 0..kc {
-                panel[p * mr..p * mr + live].copy_from_slice(a.col(i0 + ib * mr, p0 + p, live));
+            if live == 6 && mr == 6 {
+                // A fixed-size copy compiles to two moves instead of a memcpy call.
+                for (p, out) in panel.chunks_exact_mut(6).take(kc).enumerate() {
+                    let col: &[f32; 6] = a.col(i0 + ib * mr, p0 + p, 6).try_into().expect("6 values");
+                    let out: &mut [f32; 6] = out.try_into().expect("6 slots");
+                    *out = *col;
+                }
+            } else {
+                for p in 0..kc {
+                    panel[p * mr..p * mr + live].copy_from_slice(a.col(i0 + ib * mr, p0 + p, live));
+                }
             }
             continue;
         }
