@@ -169,15 +169,22 @@ unsafe fn compute_avx512(job: &mut Channel, dst: &mut [f32]) {
     let chunks = ow.div_ceil(LANES);
     let units = job.oh * chunks;
     let phased = job.phased.as_ptr();
+    // The next unit, walked without dividing: row `next_oy`, chunk `next_chunk`.
+    let (mut next_oy, mut next_chunk) = (0usize, 0usize);
     for first in (0..units).step_by(4) {
         let mut oy = [0usize; 4];
         let mut ox = [0usize; 4];
         let mut mask: [__mmask16; 4] = [0; 4];
         for u in 0..4 {
             if first + u < units {
-                oy[u] = (first + u) / chunks;
-                ox[u] = (first + u) % chunks * LANES;
+                oy[u] = next_oy;
+                ox[u] = next_chunk * LANES;
                 mask[u] = ((1u32 << LANES.min(ow - ox[u])) - 1) as __mmask16;
+                next_chunk += 1;
+                if next_chunk == chunks {
+                    next_chunk = 0;
+                    next_oy += 1;
+                }
             }
         }
         // SAFETY (this block): lanes under a unit's mask address out[oy*ow + ox..][..n] and
