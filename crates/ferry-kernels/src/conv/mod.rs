@@ -311,7 +311,7 @@ mod tests {
         let conv = Conv2d::new(big, &vec![0.0; 64 * 16 * 9], None, Act::None).unwrap();
         assert!(matches!(conv.algo, Algo::Gemm(_)));
         // And the integration tests' Winograd shapes take that path.
-        for shape in [s(128, 9, 128, 3, 1), s(130, 6, 128, 3, 1), s(129, 8, 130, 3, 1)] {
+        for shape in [s(128, 9, 128, 3, 1), s(130, 6, 128, 3, 1), s(129, 8, 130, 3, 1), s(64, 10, 64, 3, 1)] {
             let w = vec![0.0; shape.c_out * shape.c_in * 9];
             let conv = Conv2d::new(shape, &w, None, Act::None).unwrap();
             assert!(matches!(conv.algo, Algo::Winograd(_)), "{shape:?}");
