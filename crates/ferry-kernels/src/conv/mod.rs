@@ -143,6 +143,18 @@ impl Conv2d {
                 (0..shape.group).map(|g| PackedA::new(cog, patch, group_weights(g), patch as isize, 1)).collect(),
             )
         };
+        // The scratch sizes are products of the shape's dimensions; refuse shapes where one would
+        // not fit in memory's address range, so later index arithmetic cannot overflow.
+        let (oh, ow) = shape.out_hw();
+        let wide = |v: &[usize]| v.iter().fold(1u128, |acc, &x| acc.saturating_mul(x as u128));
+        let biggest = [
+            wide(&[16, oh.div_ceil(2), ow.div_ceil(2), shape.c_in + shape.c_out]),
+            wide(&[patch, oh, ow]) + wide(&[oh, ow, cog]),
+            wide(&[shape.c_out, oh, ow]),
+        ];
+        if biggest.iter().any(|&n| n > isize::MAX as u128 / 4) {
+            return Err(format!("convolution {shape:?} is too large to address"));
+        }
         Ok(Conv2d { shape, algo, bias: bias.map(|b| b.to_vec()), act })
     }
 
