@@ -83,7 +83,10 @@ impl Conv2dShape {
         let fill = |rows: usize, cols: usize| {
             (rows as f64 / (rows.div_ceil(mr) * mr) as f64) * (cols as f64 / (cols.div_ceil(nr) * nr) as f64)
         };
-        fill(oh * ow, self.c_out_g()) > 1.05 * fill(self.c_out_g(), oh * ow)
+        // Only small planes: the transposed product materializes im2col and transposes the
+        // output, passes that cost more than the better tile fill saves on large planes (a
+        // 3->32-channel stem at 112x112 output ran 2x slower transposed).
+        oh * ow <= 256 && fill(oh * ow, self.c_out_g()) > 1.05 * fill(self.c_out_g(), oh * ow)
     }
 
     fn is_pointwise(&self) -> bool {
