@@ -8,6 +8,7 @@
 mod act;
 mod conv;
 mod fastmath;
+mod gather;
 mod gemm;
 mod isa;
 mod pool;

@@ -43,10 +43,7 @@ fn unroll_tap / unroll_tap_with(s: &Conv2dShape, plane: &[f32], ky: usize, kx: u
         if sx == 1 {
             out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
         } else if sx == 2 {
-            // Pairs vectorize (a shuffle per vector); step_by does not.
-            for (o, pair) in out[lo..hi].iter_mut().zip(src[first..].chunks(2)) {
-                *o = pair[0];
-            }
+            crate::gather::copy_even(&mut out[lo..hi], &src[first..]);
         } else {
             for (o, v) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(sx)) {
                 *o = *v;
@@ -157,9 +154,7 @@ multiversion! {
                         if sx == 1 {
                             out.copy_from_slice(&src[first..first + (b - a)]);
                         } else if sx == 2 {
-                            for (o, pair) in out.iter_mut().zip(src[first..].chunks(2)) {
-                                *o = pair[0];
-                            }
+                            crate::gather::copy_even(out, &src[first..]);
                         } else {
                             for (o, v) in out.iter_mut().zip(src[first..].iter().step_by(sx)) {
                                 *o = *v;
