@@ -357,3 +357,26 @@ fn values_read_by_nested_graphs_are_kept() {
     assert!(o.graph.values.iter().any(|v| v.name == e2_name));
     assert!(ops(&o).contains(&"If".to_string()));
 }
+
+#[test]
+fn huge_constant_results_are_never_materialized() {
+    let mut b = B::new();
+    let x = b.input("x", &[2, 3]);
+    let small = b.f32s(&[1], &[1.0]);
+    let reps = b.i64s(&[1 << 40]);
+    let tiled = b.op(Op::Tile, &[small, reps]);
+    let huge = b.i64s(&[1 << 20, 1 << 20]);
+    let expanded = b.op(Op::Expand, &[small, huge]);
+    let (start, limit, delta) =
+        (b.konst(Tensor::scalar_f32(0.0)), b.konst(Tensor::scalar_f32(1e12)), b.konst(Tensor::scalar_f32(1.0)));
+    let range = b.op(Op::Range, &[start, limit, delta]);
+    let sizes: Vec<ValueId> = [tiled, expanded, range].iter().map(|v| b.op(Op::Size, &[*v])).collect();
+    let y = b.bin(BinaryOp::Add, x, x);
+    let mut outs = vec![y];
+    outs.extend(sizes);
+    let (o, _) = optimize(&b.model(&outs), &OptimizeOptions::default()).unwrap();
+    assert!(o.graph.initializers.iter().all(|(_, t)| t.byte_len() <= 16));
+    for op in ["Tile", "Expand", "Range"] {
+        assert!(ops(&o).contains(&op.to_string()), "{op} stays");
+    }
+}
