@@ -47,6 +47,9 @@ $PY tests/mxnet/compare_onnx.py target/release/ferry -q --via-mxnet | tee target
 echo "== ONNX backend node models through the MXNet export and back (ONNX -> MXNet -> ONNX)"
 $PY tests/mxnet/onnx_via_mxnet.py target/release/ferry -q | tee target/onnx-via-mxnet.txt
 
+echo "== fuzz smoke (every cargo-fuzz target: its seed corpus, then 2000 fixed-seed mutations)"
+scripts/fuzz-smoke.sh | tee target/fuzz-smoke.txt
+
 count() { grep -oE "^[0-9]+ passed, [0-9]+ failed" "$1" | tail -n 1; }
 echo
 echo "== summary"
@@ -59,6 +62,7 @@ echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
 echo "ferry run on MXNet files:         $(count target/mxnet-run.txt)"
 echo "MXNet -> MXNet -> ONNX:           $(count target/mxnet-via-mxnet.txt)"
 echo "ONNX -> MXNet -> ONNX:            $(grep -oE "^[0-9]+ passed, [0-9]+ failed.*" target/onnx-via-mxnet.txt | tail -n 1)"
+echo "fuzz smoke:                       $(grep -c ': ok' target/fuzz-smoke.txt) of 5 targets clean"
 echo "(failed cases above are known and listed with reasons under target/; any case in"
 echo " tests/*/expected* that fails, any crash, and any Rust test failure fail this run)"
 r=$(count target/runtime-tests.log | awk '{print $1}')

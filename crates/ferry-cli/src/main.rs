@@ -35,7 +35,7 @@ enum Command {
     Convert(cmd::convert::Args),
     /// Run a model on the reference runtime; inputs from .npy/.pb/.npz files or random values.
     ///
-    /// Example: ferry run model.onnx --input x=x.npy --output-dir out/
+    /// Example: ferry run model.onnx --input x=x.npy --output-dir out/ --expect #0=reference_output.npy
     Run(cmd::run::Args),
     /// Run two models on the same inputs (reference runtime) and compare their outputs: dtype,
     /// shape, max abs/rel error and the worst element per output. Outputs are paired by name, or by

@@ -1,6 +1,7 @@
 pub mod check;
 pub mod compare;
 pub mod convert;
+pub mod expect;
 pub mod inputs;
 pub mod inspect;
 pub mod ops;

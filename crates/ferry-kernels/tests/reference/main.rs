@@ -1,0 +1,8 @@
+//! Every kernel against a naive f64 loop on random data.
+
+mod act;
+mod conv;
+mod gemm;
+mod pool2d;
+mod rows;
+mod util;
