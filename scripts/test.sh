@@ -47,6 +47,10 @@ $PY tests/mxnet/compare_onnx.py target/release/ferry -q --via-mxnet | tee target
 echo "== ONNX backend node models through the MXNet export and back (ONNX -> MXNet -> ONNX)"
 $PY tests/mxnet/onnx_via_mxnet.py target/release/ferry -q | tee target/onnx-via-mxnet.txt
 
+echo "== PyTorch-exported models (tests/real_models/data) run by ferry vs onnxruntime's recorded outputs"
+$PY tests/real_models/check.py target/release/ferry -q | tee target/real-models.txt
+grep -q "^REGRESSION" target/real-models.txt && { echo "real model regressions"; exit 1; }
+
 echo "== fuzz smoke (every cargo-fuzz target: its seed corpus, then 2000 fixed-seed mutations)"
 scripts/fuzz-smoke.sh | tee target/fuzz-smoke.txt
 
@@ -61,6 +65,7 @@ echo "optimize round trip:              $(count target/roundtrip-optimize.txt)"
 echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
 echo "ferry run on MXNet files:         $(count target/mxnet-run.txt)"
 echo "MXNet -> MXNet -> ONNX:           $(count target/mxnet-via-mxnet.txt)"
+echo "PyTorch models vs onnxruntime:   $(count target/real-models.txt)"
 echo "ONNX -> MXNet -> ONNX:            $(grep -oE "^[0-9]+ passed, [0-9]+ failed.*" target/onnx-via-mxnet.txt | tail -n 1)"
 echo "fuzz smoke:                       $(grep -c ': ok' target/fuzz-smoke.txt) of 5 targets clean"
 echo "(failed cases above are known and listed with reasons under target/; any case in"
@@ -73,4 +78,5 @@ m=$(count target/mxnet-onnx.txt | awk '{print $1}')
 v=$(count target/mxnet-via-mxnet.txt | awk '{print $1}')
 w=$(count target/mxnet-run.txt | awk '{print $1}')
 x=$(count target/onnx-via-mxnet.txt | awk '{print $1}')
-echo "$((rust_passed + r + d + o + p + m + v + w + x)) passed, 0 failed"
+t=$(count target/real-models.txt | awk '{print $1}')
+echo "$((rust_passed + r + d + o + p + m + v + w + x + t)) passed, 0 failed"

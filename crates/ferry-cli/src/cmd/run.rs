@@ -1,10 +1,11 @@
+use super::compare::ExecPath;
 use super::expect;
 use super::inputs::{self, InputSpec};
 use crate::Refusal;
 use crate::npy;
 use ferry_ir::{Tensor, TensorData};
 use ferry_onnx::proto;
-use ferry_runtime::{Prepared, Value};
+use ferry_runtime::Value;
 use prost::Message;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,12 @@ pub struct Args {
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
+    /// Execution path: the optimized engine, or the reference runtime (the oracle).
+    #[arg(long, value_enum, default_value = "reference")]
+    path: ExecPath,
+    /// Threads for the optimized path's kernels (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 impl Args {
@@ -82,9 +89,9 @@ impl Args {
 pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let spec = a.spec();
     let model = inputs::load_model(&a.model, a.params.as_ref(), &spec)?;
-    let prepared = Prepared::new(&model).map_err(|e| Refusal(e.to_string()))?;
+    let prepared = ferry::prepare(&model, &a.path.prepare_options(a.threads)).map_err(|e| Refusal(e.to_string()))?;
     let g = prepared.graph();
-    let feeds = inputs::feeds(&prepared, &spec)?.all();
+    let feeds = inputs::feeds(g, &spec)?.all();
 
     let start = Instant::now();
     let outputs = prepared.run(feeds).map_err(|e| Refusal(e.to_string()))?;
