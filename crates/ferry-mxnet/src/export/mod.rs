@@ -103,8 +103,11 @@ impl<'a> Cx<'a> {
         if t.shape.is_empty() {
             t.shape = vec![1];
         }
+        // The declared shape lets MXNet bind parameters whose op cannot infer them (e.g. `dot`'s
+        // right-hand side, as constant folding leaves it).
+        let attrs = vec![("__shape__".to_string(), tuple(&t.shape))];
         self.params.push((name.clone(), t));
-        self.nodes.push(SymNode { op: "null".into(), name, attr_key: "attrs".into(), ..Default::default() });
+        self.nodes.push(SymNode { op: "null".into(), name, attrs, attr_key: "attrs".into(), ..Default::default() });
         self.n_out.push(1);
         (self.nodes.len() - 1, 0)
     }
