@@ -45,3 +45,9 @@ fn concat_from_sequence_of_tensors_of_different_ranks_is_refused() {
     let e = run_zeros("concat_from_sequence_rank_mismatch.onnx").unwrap_err();
     assert!(e.contains("differ in rank"), "{e}");
 }
+
+#[test]
+fn matmul_integer_with_a_zero_point_that_does_not_broadcast_is_refused() {
+    let e = run_zeros("matmul_integer_zero_point_mismatch.onnx").unwrap_err();
+    assert!(e.contains("MatMulInteger") && e.contains("broadcast"), "{e}");
+}

@@ -3,11 +3,11 @@
 
 use super::{array, opt_array, tensor_value};
 use crate::array::Array;
-use crate::kernels::{conv::positions, elementwise::broadcast_shape, linalg, reduce::norm_axis};
+use crate::kernels::{conv::positions, elementwise, elementwise::broadcast_shape, linalg, reduce::norm_axis};
 use crate::lowbits;
 use crate::{KernelResult, Value};
 use ferry_ir::DType;
-use ferry_ir::ops::{Attention, QkMatmulOutputMode, Resize};
+use ferry_ir::ops::{Attention, BinaryOp, QkMatmulOutputMode, Resize};
 use ndarray::{ArrayD, Axis, IxDyn};
 
 fn shaped<T>(shape: &[usize], v: Vec<T>) -> KernelResult<ArrayD<T>> {
@@ -30,11 +30,12 @@ pub fn matmul_integer(args: &[Option<Value>]) -> KernelResult<Array> {
         } else {
             zp
         };
-        x = &x - &zp;
+        // Through the checked broadcast: a zero point that does not fit is an error, not a panic.
+        x = elementwise::binary(BinaryOp::Sub, &Array::F64(x), &Array::F64(zp))?.to_f64()?;
     }
     if let Some(zp) = opt_array(args, 3)? {
         let zp = zp.to_i64()?.mapv(|v| v as f64);
-        y = &y - &zp;
+        y = elementwise::binary(BinaryOp::Sub, &Array::F64(y), &Array::F64(zp))?.to_f64()?;
     }
     let r = linalg::matmul(&Array::F64(x), &Array::F64(y))?.to_f64()?;
     Ok(Array::I32(r.mapv(|v| v as i32)))
