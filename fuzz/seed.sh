@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Seeds fuzz/corpus/<target> from the test data (not committed; fuzz/corpus is ignored).
-# Env: ONNX_DATA (default /work/main/target/onnx-backend), MXNET_DATA (default /work/shared/mxnet).
+# Env: ONNX_DATA (default target/onnx-backend of this checkout), MXNET_DATA (default ../shared/mxnet beside it).
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
-onnx="${ONNX_DATA:-/work/main/target/onnx-backend}"
-mx="${MXNET_DATA:-/work/shared/mxnet}"
+onnx="${ONNX_DATA:-$here/../target/onnx-backend}"
+mx="${MXNET_DATA:-$here/../../shared/mxnet}"
 c="$here/corpus"
 mkdir -p "$c"/{onnx_load,run_small,mxnet_symbol,mxnet_params,npy}
 copy() { # SRC DEST_DIR: name by content hash so reruns don't duplicate

@@ -36,7 +36,7 @@ enum Command {
     /// Run a model (reference runtime or optimized engine: --path); inputs from .npy/.pb/.npz files
     /// or random values.
     ///
-    /// Example: ferry run model.onnx --input x=x.npy --output-dir out/
+    /// Example: ferry run model.onnx --input x=x.npy --output-dir out/ --expect #0=reference_output.npy
     Run(cmd::run::Args),
     /// Run two models on the same inputs (each on its --path-a/--path-b) and compare their outputs: dtype,
     /// shape, max abs/rel error and the worst element per output. Outputs are paired by name, or by
@@ -49,6 +49,17 @@ enum Command {
     ///
     /// Example: ferry ops --format onnx --json
     Ops(cmd::ops::Args),
+    /// Simplify a model and write it back in its format: fold constants and shape computations,
+    /// remove identities, dead and duplicate nodes, merge layout chains, fold BatchNorm into
+    /// Conv/MatMul weights. Prints nodes and weight bytes before/after and what each pass did.
+    ///
+    /// Example: ferry optimize model.onnx -o model-opt.onnx --input-shape input=1,3,224,224
+    Optimize(cmd::optimize::Args),
+    /// Time a model: load + prepare time, per-run latency (min/median/p90/mean over --runs after
+    /// --warmup untimed runs) and peak resident memory. Progress goes to stderr on long runs.
+    ///
+    /// Example: ferry bench resnet50.onnx --inputs resnet50.inputs.npz --threads 2 --runs 20 --json
+    Bench(cmd::bench::Args),
 }
 
 /// A refusal: printed as one message, exit code 1.
@@ -76,6 +87,8 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Ops(a) => cmd::ops::run(a),
+        Command::Optimize(a) => cmd::optimize::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,17 @@
 //! Apache MXNet for ferry, without MXNet: `.params` NDArray lists and symbol JSON are read and
 //! written byte-exactly, and MXNet graphs are imported into the core IR.
+//!
+//! ```
+//! use ferry_mxnet::{NdArray, ParamsFile, params_by_name, read_params, write_params};
+//!
+//! let weight = ferry_ir::Tensor::from_f32(vec![2, 2], &[1.0, 2.0, 3.0, 4.0])?;
+//! let file = ParamsFile { arrays: vec![NdArray::dense(weight.clone())?], names: Some(vec!["arg:fc_weight".into()]) };
+//! let bytes = write_params(&file)?;
+//! let back = read_params(bytes.clone().into())?;
+//! assert_eq!(write_params(&back)?, bytes); // byte for byte
+//! assert_eq!(params_by_name(&back)?["fc_weight"], weight); // the `arg:` prefix is not part of the name
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod error;
 pub mod export;

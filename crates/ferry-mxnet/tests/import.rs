@@ -73,3 +73,29 @@ fn a_split_into_absurdly_many_outputs_is_an_error() {
     let e = import_symbol(&sym, &HashMap::new(), &HashMap::new()).unwrap_err().to_string();
     assert!(e.contains("splits into at most 65536"), "{e}");
 }
+
+/// Found by fuzzing (fuzz/, target mxnet_symbol): an absurd RNN state_size overflowed the
+/// parameter-vector offsets when the parameter's shape was not known.
+#[test]
+fn an_rnn_with_an_absurd_state_size_is_an_error() {
+    let rnn = |state_size: &str, layers: &str| {
+        let json = format!(
+            r#"{{"nodes": [{{"op": "null", "name": "data", "attrs": {{"__shape__": "(5, 1, 4)"}}, "inputs": []}},
+            {{"op": "null", "name": "params", "inputs": []}},
+            {{"op": "null", "name": "state", "inputs": []}},
+            {{"op": "null", "name": "cell", "inputs": []}},
+            {{"op": "RNN", "name": "rnn0", "attrs": {{"mode": "lstm", "num_layers": "{layers}",
+              "state_size": "{state_size}", "state_outputs": "True"}},
+              "inputs": [[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]]}}],
+            "arg_nodes": [0, 1, 2, 3], "node_row_ptr": [0, 1, 2, 3, 4, 7], "heads": [[4, 0, 0]],
+            "attrs": {{"mxnet_version": ["int", 10901]}}}}"#
+        );
+        let sym = read_symbol(json.as_bytes()).unwrap();
+        import_symbol(&sym, &HashMap::new(), &HashMap::new()).map(|_| ()).map_err(|e| e.to_string())
+    };
+    rnn("8", "2").expect("a sane LSTM imports");
+    let e = rnn("4611686018427387904", "8").unwrap_err();
+    assert!(e.contains("parameter count overflows"), "{e}");
+    let e = rnn("8", "1000000000000").unwrap_err();
+    assert!(e.contains("more than ferry accepts"), "{e}");
+}

@@ -1,11 +1,18 @@
 //! The reference runtime: executes a core-IR graph on the CPU, one node at a time, with plain
 //! kernels written for clarity. It is the oracle every optimized path is checked against.
 //!
-//! ```no_run
-//! # fn demo(model: &ferry_ir::Model, x: ferry_ir::Tensor) -> Result<(), ferry_runtime::RunError> {
-//! let prepared = ferry_runtime::Prepared::new(model)?;
-//! let outputs = prepared.run(vec![("x".to_string(), ferry_runtime::Value::Tensor(x))])?;
-//! # Ok(()) }
+//! ```
+//! use ferry_runtime::{Prepared, Value};
+//!
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tiny_cnn.onnx");
+//! let model = ferry_onnx::load_bytes(std::fs::read(path)?.into())?;
+//! let prepared = Prepared::new(&model)?; // once; then run many times, from any thread
+//! let image = ferry_ir::Tensor::from_f32(vec![1, 3, 16, 16], &[0.5; 3 * 16 * 16])?;
+//! let outputs = prepared.run(vec![("image".to_string(), Value::Tensor(image))])?;
+//! let probabilities = outputs[0].tensor().expect("a tensor").to_f64_vec()?;
+//! assert_eq!(probabilities.len(), 10);
+//! assert!((probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod array;

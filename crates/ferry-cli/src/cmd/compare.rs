@@ -205,12 +205,43 @@ impl Row {
     fn missing(why: &str) -> Row {
         Row { problem: Some(why.to_string()), ..Default::default() }
     }
-    fn pass(&self) -> bool {
+    pub(crate) fn pass(&self) -> bool {
         self.problem.is_none() && self.mismatches == 0
+    }
+
+    /// The measured errors as JSON (dtype, shape, errors, worst element, problem).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let mut o = json!({
+            "pass": self.pass(),
+            "dtype": {"a": self.dtype.0, "b": self.dtype.1, "match": self.dtype.0 == self.dtype.1},
+            "shape": {"a": self.shape.0, "b": self.shape.1, "match": self.shape.0 == self.shape.1},
+            "max_abs_error": num(self.max_abs),
+            "max_rel_error": num(self.max_rel),
+            "mismatches": self.mismatches,
+        });
+        if let Some((idx, va, vb)) = &self.worst {
+            o["worst"] = json!({"index": idx, "a": num(*va), "b": num(*vb)});
+        }
+        if let Some(pr) = &self.problem {
+            o["problem"] = json!(pr);
+        }
+        o
+    }
+
+    /// One line: the problem, or the errors and how many elements are outside the tolerance.
+    pub(crate) fn summary(&self, rtol: f64, atol: f64) -> String {
+        if let Some(pr) = &self.problem {
+            return pr.clone();
+        }
+        let mut s = format!("max abs error {:.3e}  max rel error {:.3e}", self.max_abs, self.max_rel);
+        if self.mismatches > 0 {
+            s += &format!("  ({} element(s) outside atol {atol} + rtol {rtol} * |expected|)", self.mismatches);
+        }
+        s
     }
 }
 
-fn compare_values(a: &Value, b: &Value, rtol: f64, atol: f64) -> Row {
+pub(crate) fn compare_values(a: &Value, b: &Value, rtol: f64, atol: f64) -> Row {
     match (a, b) {
         (Value::Tensor(x), Value::Tensor(y)) => compare_tensors(x, y, rtol, atol),
         (Value::Optional(None), Value::Optional(None)) => Row::default(),
@@ -350,16 +381,10 @@ impl Report {
                     "pass": r.pass(),
                 });
                 if p.a.is_some() && p.b.is_some() {
-                    o["dtype"] = json!({"a": r.dtype.0, "b": r.dtype.1, "match": r.dtype.0 == r.dtype.1});
-                    o["shape"] = json!({"a": r.shape.0, "b": r.shape.1, "match": r.shape.0 == r.shape.1});
-                    o["max_abs_error"] = num(r.max_abs);
-                    o["max_rel_error"] = num(r.max_rel);
-                    o["mismatches"] = json!(r.mismatches);
-                    if let Some((idx, va, vb)) = &r.worst {
-                        o["worst"] = json!({"index": idx, "a": num(*va), "b": num(*vb)});
+                    for (k, v) in r.to_json().as_object().into_iter().flatten() {
+                        o[k] = v.clone();
                     }
-                }
-                if let Some(pr) = &r.problem {
+                } else if let Some(pr) = &r.problem {
                     o["problem"] = json!(pr);
                 }
                 o

@@ -91,7 +91,7 @@ fn verify(a: &Args, model: &ferry::Model, mut summary: serde_json::Value) -> Res
     }
 }
 
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+pub(super) fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,

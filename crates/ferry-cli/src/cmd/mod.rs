@@ -1,8 +1,11 @@
+pub mod bench;
 pub mod check;
 pub mod compare;
 pub mod convert;
+pub mod expect;
 pub mod inputs;
 pub mod inspect;
 pub mod ops;
+pub mod optimize;
 pub mod run;
 pub mod source;

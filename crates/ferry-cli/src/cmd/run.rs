@@ -1,4 +1,5 @@
 use super::compare::ExecPath;
+use super::expect;
 use super::inputs::{self, InputSpec};
 use crate::Refusal;
 use crate::npy;
@@ -49,6 +50,19 @@ pub struct Args {
     /// Write all outputs into one .npz keyed by output name.
     #[arg(long)]
     outputs_npz: Option<PathBuf>,
+    /// Check an output against a recorded one: NAME=FILE.npy (NAME an output name or #K, the
+    /// K-th output); exit 1 when any differs. Repeatable.
+    #[arg(long = "expect", value_name = "NAME=FILE")]
+    expect: Vec<String>,
+    /// Recorded outputs to check against, from a .npz archive keyed by output name.
+    #[arg(long = "expect-npz", value_name = "FILE.npz")]
+    expect_npz: Option<PathBuf>,
+    /// Relative tolerance for --expect, scaled by |expected|.
+    #[arg(long, default_value_t = 1e-3)]
+    rtol: f64,
+    /// Absolute tolerance for --expect.
+    #[arg(long, default_value_t = 1e-5)]
+    atol: f64,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
@@ -84,6 +98,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let outputs = prepared.run(feeds).map_err(|e| Refusal(e.to_string()))?;
     let secs = start.elapsed().as_secs_f64();
     let names: Vec<String> = g.outputs.iter().map(|o| g.values[*o].name.clone()).collect();
+    let expected = expect::read(&a.expect, a.expect_npz.as_deref(), &names)?;
 
     let mut written: Vec<String> = Vec::new();
     if let Some(dir) = &a.output_dir {
@@ -120,18 +135,26 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     }
 
     let summaries: Vec<serde_json::Value> = outputs.iter().enumerate().map(|(k, v)| summary(k, &names[k], v)).collect();
+    let (agree, expect_json, expect_lines) = expect::check(&expected, &outputs, a.rtol, a.atol);
     if a.json {
-        println!("{}", json!({ "outputs": summaries, "seconds": secs, "written": written }));
+        let mut j = json!({ "outputs": summaries, "seconds": secs, "written": written });
+        if !expected.is_empty() {
+            j["expect"] = expect_json;
+        }
+        println!("{j}");
     } else {
         for s in &summaries {
             println!("{}", summary_line(s));
+        }
+        for line in &expect_lines {
+            println!("{line}");
         }
         for w in &written {
             eprintln!("wrote {w}");
         }
         eprintln!("ran in {secs:.3} s");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if agree { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn encode_value(name: &str, v: &Value) -> Vec<u8> {

@@ -55,6 +55,20 @@ fn full_state(c: &mut NodeCtx, s: ValueId, x: ValueId, batch: Option<u64>, ld: u
     c.emit_temp(Op::Expand, vec![s, shape], "state")
 }
 
+const MAX_LAYERS: u64 = 1024;
+
+/// The length of MXNet's flat RNN parameter vector: all weights, then all biases.
+fn parameter_count(layers: u64, d: u64, g: u64, h: u64, input_size: u64) -> Option<u64> {
+    let mut total = 0u64;
+    for l in 0..layers {
+        let il = if l == 0 { input_size } else { d.checked_mul(h)? };
+        let weights = g.checked_mul(h)?.checked_mul(il.checked_add(h)?)?;
+        let biases = g.checked_mul(h)?.checked_mul(2)?;
+        total = total.checked_add(d.checked_mul(weights.checked_add(biases)?)?)?;
+    }
+    Some(total)
+}
+
 fn rnn(c: &mut NodeCtx) -> Result<()> {
     let mode = c.string("mode", "");
     let (kind, g, perm, acts): (RnnKind, u64, &[i64], &[&str]) = match mode.as_str() {
@@ -77,6 +91,10 @@ fn rnn(c: &mut NodeCtx) -> Result<()> {
     let h = u64::try_from(h).ok().filter(|h| *h > 0).ok_or_else(|| c.error("state_size must be positive"))?;
     let layers = c.int("num_layers", 1)?;
     let layers = u64::try_from(layers).ok().filter(|l| *l > 0).ok_or_else(|| c.error("num_layers must be positive"))?;
+    // Each layer becomes its own nodes: a count no real network has would only exhaust memory.
+    if layers > MAX_LAYERS {
+        return Err(c.error(format!("num_layers {layers} is more than ferry accepts ({MAX_LAYERS})")));
+    }
     let bidir = c.bool("bidirectional", false)?;
     let d: u64 = if bidir { 2 } else { 1 };
     let lstm = kind == RnnKind::Lstm;
@@ -95,12 +113,10 @@ fn rnn(c: &mut NodeCtx) -> Result<()> {
         None
     };
     let input_size = dims[2].ok_or_else(|| c.error("the data's feature size must be known (give --input-shape)"))?;
+    // Checked once here, the size bounds every offset computed below.
+    let want = parameter_count(layers, d, g, h, input_size)
+        .ok_or_else(|| c.error("the RNN's parameter count overflows (state_size or the feature size is absurd)"))?;
     if let Some(Some(n)) = c.dims_of(params).map(|p| p.first().copied().flatten()) {
-        let mut want = 0;
-        for l in 0..layers {
-            let il = if l == 0 { input_size } else { d * h };
-            want += d * (g * h * (il + h) + 2 * g * h);
-        }
         if n != want {
             return Err(c.error(format!("the parameter vector has {n} values, this configuration needs {want}")));
         }
