@@ -60,6 +60,7 @@ fn main() -> Result<(), String> {
             s.folded_nodes
         );
     }
+    println!("reference kernels used: {:?}", engine.fallback_ops());
     for (k, (a, b)) in want.iter().zip(&got).enumerate() {
         let (Some(a), Some(b)) = (a.tensor(), b.tensor()) else { continue };
         let (a, b) = (a.to_f64_vec().unwrap_or_default(), b.to_f64_vec().unwrap_or_default());

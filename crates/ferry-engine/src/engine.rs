@@ -77,6 +77,20 @@ impl Engine {
             .collect()
     }
 
+    /// Ops that run on reference kernels in the plans built so far, with their step counts.
+    pub fn fallback_ops(&self) -> std::collections::BTreeMap<String, usize> {
+        let plans = self.plans.lock().map(|p| p.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let mut ops = std::collections::BTreeMap::new();
+        for e in &plans {
+            if let Entry::Plan(p) = &**e {
+                for s in p.steps.iter().filter(|s| matches!(s.kind, crate::steps::Kind::Fallback { .. })) {
+                    *ops.entry(self.graph.nodes[s.node].op.name()).or_insert(0) += 1;
+                }
+            }
+        }
+        ops
+    }
+
     /// The plans built so far, with their memory figures.
     pub fn plan_stats(&self) -> Vec<PlanStats> {
         let plans = self.plans.lock().map(|p| p.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
