@@ -133,7 +133,11 @@ impl Plan {
                     let b = buf_of[input]?;
                     let fits = bufs[b].bytes == bytes;
                     let free = !must_die || members[b].iter().all(|m| last_use[*m] <= t);
-                    (fits && free).then_some(b)
+                    // Only elementwise steps may read other operands from the bytes they write.
+                    let elementwise =
+                        matches!(step.kind, Kind::Binary { .. } | Kind::Unary { .. } | Kind::Alias { .. });
+                    let clash = step.reads.iter().any(|r| *r != input && buf_of[*r] == Some(b));
+                    (fits && free && (elementwise || !clash)).then_some(b)
                 });
                 match shared {
                     Some(b) => {

@@ -85,6 +85,7 @@ impl Kind {
             Kind::Alias { x, .. } => Some((*x, false)),
             Kind::Unary { x, .. } => Some((*x, true)),
             Kind::Softmax(s) => Some((s.x, true)),
+            Kind::Conv(c) => c.residual.map(|r| (r, true)),
             Kind::Binary { a: F32Operand::Val(a), walk, .. } if !walk.a.1 && is_full(&walk.a.0, walk) => {
                 Some((*a, true))
             }

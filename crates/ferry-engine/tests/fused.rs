@@ -226,3 +226,28 @@ fn ops_without_a_fast_path_fall_back_and_agree() {
     // In place: the input and two buffers at most are live at once, of six tensors.
     assert!(stats.arena_bytes * 2 <= stats.unshared_bytes, "{stats:?}");
 }
+
+fn conv_4to4(b: &mut B, x: usize) -> usize {
+    let w = b.random_const(&[4, 4, 3, 3], -0.3, 0.3);
+    let bias = b.random_const(&[4], -0.2, 0.2);
+    b.node(conv_op(), &[x, w, bias])
+}
+
+#[test]
+fn residual_adds_fuse_into_the_convolution() {
+    // Main branch conv first, shortcut conv after it in node order: the fused step (conv + add +
+    // relu) must wait for the shortcut. Then a block whose residual is the convolution's own
+    // input: not fused (the output may not take over the bytes the convolution reads), 3 steps.
+    let mut b = B::new();
+    let x = b.input("x", &[2, 4, 8, 8]);
+    let main = conv_4to4(&mut b, x);
+    let shortcut = conv_4to4(&mut b, x);
+    let sum = b.bin(BinaryOp::Add, main, shortcut);
+    let r = b.un(UnaryOp::Relu, sum);
+    let again = conv_4to4(&mut b, r);
+    let sum2 = b.bin(BinaryOp::Add, r, again);
+    let out = b.un(UnaryOp::Relu, sum2);
+    let v = b.values(2 * 4 * 64, -1.0, 1.0);
+    let stats = check_against_reference(&b.model(&[out]), vec![f32_input("x", &[2, 4, 8, 8], &v)], 1e-5);
+    assert_eq!((stats.steps, stats.fallback_steps), (2 + 3, 0), "{stats:?}");
+}
