@@ -61,6 +61,9 @@ fn main() -> Result<(), String> {
         );
     }
     println!("reference kernels used: {:?}", engine.fallback_ops());
+    for (kind, secs, count) in engine.profile(inputs.clone()).map_err(|e| e.to_string())? {
+        println!("  {kind:<32} {count:>4} steps {:>9.2} ms", secs * 1e3);
+    }
     for (k, (a, b)) in want.iter().zip(&got).enumerate() {
         let (Some(a), Some(b)) = (a.tensor(), b.tensor()) else { continue };
         let (a, b) = (a.to_f64_vec().unwrap_or_default(), b.to_f64_vec().unwrap_or_default());

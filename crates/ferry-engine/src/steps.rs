@@ -78,6 +78,26 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// A short name for profiles.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Kind::Fallback { .. } => "reference kernel",
+            Kind::Alias { .. } => "alias",
+            Kind::Unary { .. } => "unary",
+            Kind::Binary { .. } => "binary",
+            Kind::Transpose { .. } => "transpose",
+            Kind::Concat { .. } => "concat",
+            Kind::GatherRows { .. } => "gather rows",
+            Kind::Conv(_) => "conv (fused)",
+            Kind::Dense(_) => "matmul, packed weights (fused)",
+            Kind::Batched(_) => "matmul, batched",
+            Kind::Softmax(_) => "softmax",
+            Kind::LayerNorm(_) => "layer norm",
+            Kind::Pool(_) => "pool",
+            Kind::GlobalAvg(_) => "global average pool",
+        }
+    }
+
     /// The input whose buffer the output may take over, and whether that requires the input to
     /// be dead after this step (in place) rather than always (an alias).
     pub(crate) fn shares_input(&self) -> Option<(ValueId, bool)> {
