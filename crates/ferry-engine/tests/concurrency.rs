@@ -15,6 +15,12 @@ fn inputs(run: usize) -> Vec<(String, ferry_engine::Value)> {
 }
 
 #[test]
+fn the_engine_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Engine>();
+}
+
+#[test]
 fn concurrent_runs_match_sequential_runs_bit_for_bit() {
     let model = ferry_onnx::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tiny_cnn.onnx")).unwrap();
     let engine = Engine::compile(&model, &EngineOptions { threads: 2 }).unwrap();
