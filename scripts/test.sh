@@ -31,6 +31,11 @@ cargo test --release -p ferry-runtime --test onnx_backend --quiet -- --nocapture
     | grep -E "passed, [0-9]+ failed|REGRESSION|newly pass|panicked" || true
 grep -qE "^test result: ok" target/runtime-tests.log || { echo "runtime conformance failed"; exit 1; }
 
+echo "== optimized engine on the ONNX backend data (same verdicts as the reference runtime)"
+cargo test --release -p ferry-engine --test onnx_backend --quiet -- --nocapture 2>&1 | tee target/engine-tests.log \
+    | grep -E "passed, [0-9]+ failed|REGRESSION|DIFFERS|newly pass|panicked" || true
+grep -qE "^test result: ok" target/engine-tests.log || { echo "engine conformance failed"; exit 1; }
+
 echo "== ONNX backend data round trip (same format, default opset)"
 $PY tests/onnx_conformance/roundtrip.py -q | tee target/roundtrip-default.txt
 echo "== ONNX backend data round trip (--opset 13)"
@@ -41,7 +46,9 @@ $PY tests/onnx_conformance/roundtrip.py -q --optimize | tee target/roundtrip-opt
 echo "== MXNet models and op fixtures (../shared/mxnet) -> ONNX -> onnxruntime vs MXNet's recorded outputs"
 $PY tests/mxnet/compare_onnx.py target/release/ferry -q | tee target/mxnet-onnx.txt
 echo "== the same MXNet files run directly by ferry run (reference runtime) vs MXNet's outputs"
-$PY tests/mxnet/compare_onnx.py target/release/ferry -q --run | tee target/mxnet-run.txt
+$PY tests/mxnet/compare_onnx.py target/release/ferry -q --run --path reference | tee target/mxnet-run.txt
+echo "== the same, ferry run on the optimized engine"
+$PY tests/mxnet/compare_onnx.py target/release/ferry -q --run --path optimized | tee target/mxnet-run-optimized.txt
 echo "== the same, through ferry's MXNet export first (MXNet -> MXNet files -> ONNX)"
 $PY tests/mxnet/compare_onnx.py target/release/ferry -q --via-mxnet | tee target/mxnet-via-mxnet.txt
 echo "== ONNX backend node models through the MXNet export and back (ONNX -> MXNet -> ONNX)"
@@ -59,11 +66,13 @@ echo
 echo "== summary"
 echo "Rust unit/integration tests: ${rust_passed} passed, 0 failed"
 echo "reference runtime, backend cases: $(count target/runtime-tests.log)"
+echo "optimized engine, backend cases:  $(count target/engine-tests.log)"
 echo "convert round trip, same opset:   $(count target/roundtrip-default.txt)"
 echo "convert round trip, --opset 13:   $(count target/roundtrip-opset13.txt)"
 echo "optimize round trip:              $(count target/roundtrip-optimize.txt)"
 echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
 echo "ferry run on MXNet files:         $(count target/mxnet-run.txt)"
+echo "  the same, optimized engine:      $(count target/mxnet-run-optimized.txt)"
 echo "MXNet -> MXNet -> ONNX:           $(count target/mxnet-via-mxnet.txt)"
 echo "PyTorch models vs onnxruntime:   $(count target/real-models.txt)"
 echo "ONNX -> MXNet -> ONNX:            $(grep -oE "^[0-9]+ passed, [0-9]+ failed.*" target/onnx-via-mxnet.txt | tail -n 1)"
@@ -71,12 +80,14 @@ echo "fuzz smoke:                       $(grep -c ': ok' target/fuzz-smoke.txt) 
 echo "(failed cases above are known and listed with reasons under target/; any case in"
 echo " tests/*/expected* that fails, any crash, and any Rust test failure fail this run)"
 r=$(count target/runtime-tests.log | awk '{print $1}')
+e=$(count target/engine-tests.log | awk '{print $1}')
 d=$(count target/roundtrip-default.txt | awk '{print $1}')
 o=$(count target/roundtrip-opset13.txt | awk '{print $1}')
 p=$(count target/roundtrip-optimize.txt | awk '{print $1}')
 m=$(count target/mxnet-onnx.txt | awk '{print $1}')
 v=$(count target/mxnet-via-mxnet.txt | awk '{print $1}')
 w=$(count target/mxnet-run.txt | awk '{print $1}')
+wo=$(count target/mxnet-run-optimized.txt | awk '{print $1}')
 x=$(count target/onnx-via-mxnet.txt | awk '{print $1}')
 t=$(count target/real-models.txt | awk '{print $1}')
-echo "$((rust_passed + r + d + o + p + m + v + w + x + t)) passed, 0 failed"
+echo "$((rust_passed + r + e + d + o + p + m + v + w + wo + x + t)) passed, 0 failed"

@@ -77,6 +77,20 @@ impl Engine {
             .collect()
     }
 
+    /// Ops that run on reference kernels in the plans built so far, with their step counts.
+    pub fn fallback_ops(&self) -> std::collections::BTreeMap<String, usize> {
+        let plans = self.plans.lock().map(|p| p.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let mut ops = std::collections::BTreeMap::new();
+        for e in &plans {
+            if let Entry::Plan(p) = &**e {
+                for s in p.steps.iter().filter(|s| matches!(s.kind, crate::steps::Kind::Fallback { .. })) {
+                    *ops.entry(self.graph.nodes[s.node].op.name()).or_insert(0) += 1;
+                }
+            }
+        }
+        ops
+    }
+
     /// The plans built so far, with their memory figures.
     pub fn plan_stats(&self) -> Vec<PlanStats> {
         let plans = self.plans.lock().map(|p| p.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
@@ -92,6 +106,43 @@ impl Engine {
     /// Runs the model on named inputs; returns the graph outputs in order. Inputs, defaults and
     /// errors are exactly those of [`Prepared::run`].
     pub fn run(&self, inputs: Vec<(String, Value)>) -> Result<Vec<Value>, RunError> {
+        self.run_profiled(inputs, None)
+    }
+
+    /// Runs once and returns, per step kind, the seconds spent and the step count (an empty
+    /// list when this input signature runs on the reference executor).
+    pub fn profile(&self, inputs: Vec<(String, Value)>) -> Result<Vec<(&'static str, f64, usize)>, RunError> {
+        let mut times = Vec::new();
+        self.run_profiled(inputs.clone(), Some(&mut times))?;
+        let Some(entry) = self.entry_for(&inputs)? else { return Ok(vec![]) };
+        let Entry::Plan(plan) = &*entry else { return Ok(vec![]) };
+        let mut by_kind: Vec<(&'static str, f64, usize)> = Vec::new();
+        for (step, t) in plan.steps.iter().zip(times) {
+            match by_kind.iter_mut().find(|(k, _, _)| *k == step.kind.name()) {
+                Some(e) => {
+                    e.1 += t;
+                    e.2 += 1;
+                }
+                None => by_kind.push((step.kind.name(), t, 1)),
+            }
+        }
+        by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(by_kind)
+    }
+
+    /// The cached plan entry for these inputs' signature, if built.
+    fn entry_for(&self, inputs: &[(String, Value)]) -> Result<Option<Arc<Entry>>, RunError> {
+        let given = self.resolve(inputs.to_vec())?;
+        let sig: Option<Signature> = given.iter().map(|v| v.tensor().map(|t| (t.dtype, t.shape.clone()))).collect();
+        let plans = self.plans.lock().map_err(|_| RunError::Unsupported("a run panicked earlier".into()))?;
+        Ok(sig.and_then(|s| plans.get(&s).cloned()))
+    }
+
+    fn run_profiled(
+        &self,
+        inputs: Vec<(String, Value)>,
+        profile: Option<&mut Vec<f64>>,
+    ) -> Result<Vec<Value>, RunError> {
         if self.whole_graph_reference.is_some() {
             return self.reference.run(inputs);
         }
@@ -109,7 +160,7 @@ impl Engine {
             Entry::Reference(_) => return self.reference.run(self.named(given)),
         };
         let mut arena = plan.take_arena();
-        let result = exec::run(plan, &self.graph, &mut arena, given.clone(), &self.threads);
+        let result = exec::run(plan, &self.graph, &mut arena, given.clone(), &self.threads, profile);
         plan.give_arena(arena);
         match result {
             Ok(outs) => Ok(outs),

@@ -137,6 +137,7 @@ pub(crate) fn run(
     arena: &mut Arena,
     inputs: Vec<Value>,
     pool: &ferry_kernels::Pool,
+    mut profile: Option<&mut Vec<f64>>,
 ) -> Result<Vec<Value>, Stop> {
     let arena_len = arena.mem.len() * 8;
     let mut ctx = Ctx {
@@ -153,8 +154,13 @@ pub(crate) fn run(
             ctx.store(*id, Some(v))?;
         }
     }
-    for step in &plan.steps {
+    for (k, step) in plan.steps.iter().enumerate() {
+        let start = profile.is_some().then(std::time::Instant::now);
         run_step(&mut ctx, step.node, &step.kind)?;
+        if let (Some(p), Some(t)) = (profile.as_deref_mut(), start) {
+            p.resize(plan.steps.len(), 0.0);
+            p[k] += t.elapsed().as_secs_f64();
+        }
     }
     graph
         .outputs

@@ -82,16 +82,19 @@ pub(crate) fn lower(cx: &Cx) -> Lowered {
         if let Some(f) = crate::fuse::fuse_at(cx, n, &taken) {
             f.nodes.iter().for_each(|k| taken[*k] = true);
             scratch_len = scratch_len.max(f.scratch);
+            // Emitted where its last node was: every input (a residual computed after the head
+            // node included) exists by then, and nothing reads the group's values earlier.
             let last = *f.nodes.iter().max().unwrap_or(&n);
-            steps.push(Step { node: last, kind: f.kind, reads: f.reads, writes: vec![f.out] });
+            steps.push((last, Step { node: last, kind: f.kind, reads: f.reads, writes: vec![f.out] }));
             continue;
         }
         let kind = fast_step(cx, node)
             .unwrap_or_else(|| Kind::Fallback { inputs: node.inputs.clone(), outputs: node.outputs.clone() });
         let reads = node.inputs.iter().flatten().copied().filter(|i| !matches!(cx.facts[*i], Fact::Const(_))).collect();
-        steps.push(Step { node: n, kind, reads, writes: outs });
+        steps.push((n, Step { node: n, kind, reads, writes: outs }));
     }
-    Lowered { steps, folded, scratch_len }
+    steps.sort_by_key(|(at, _)| *at);
+    Lowered { steps: steps.into_iter().map(|(_, s)| s).collect(), folded, scratch_len }
 }
 
 /// A fast step for one node, when its op, types and shapes have one.

@@ -43,7 +43,7 @@ pub(crate) struct Step {
 pub struct PlanStats {
     /// Bytes of the arena (the peak of all intermediate and input/output tensors at once).
     pub arena_bytes: usize,
-    /// Bytes the same tensors would take with no reuse.
+    /// Bytes the same tensors would take with no reuse (each value its own buffer).
     pub unshared_bytes: usize,
     /// Steps, and how many of them run a reference kernel.
     pub steps: usize,
@@ -133,7 +133,11 @@ impl Plan {
                     let b = buf_of[input]?;
                     let fits = bufs[b].bytes == bytes;
                     let free = !must_die || members[b].iter().all(|m| last_use[*m] <= t);
-                    (fits && free).then_some(b)
+                    // Only elementwise steps may read other operands from the bytes they write.
+                    let elementwise =
+                        matches!(step.kind, Kind::Binary { .. } | Kind::Unary { .. } | Kind::Alias { .. });
+                    let clash = step.reads.iter().any(|r| *r != input && buf_of[*r] == Some(b));
+                    (fits && free && (elementwise || !clash)).then_some(b)
                 });
                 match shared {
                     Some(b) => {
@@ -171,13 +175,14 @@ impl Plan {
             })
             .collect();
         let fallback_steps = steps.iter().filter(|s| matches!(s.kind, Kind::Fallback { .. })).count();
-        let stats = PlanStats {
-            arena_bytes: layout.peak,
-            unshared_bytes: layout.total,
-            steps: steps.len(),
-            fallback_steps,
-            folded_nodes,
-        };
+        // Without reuse every tensor (aliases and in-place results included) would have its own bytes.
+        let unshared_bytes = (0..n)
+            .filter(|v| buf_of[*v].is_some())
+            .map(|v| bytes_of(v).unwrap_or(0).div_ceil(memplan::ALIGN) * memplan::ALIGN)
+            .sum::<usize>()
+            .max(layout.total);
+        let stats =
+            PlanStats { arena_bytes: layout.peak, unshared_bytes, steps: steps.len(), fallback_steps, folded_nodes };
         Plan { slots, steps, stats, scratch_len, n_dyn, arenas: Mutex::new(Vec::new()) }
     }
 

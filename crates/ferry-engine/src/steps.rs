@@ -78,6 +78,26 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// A short name for profiles.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Kind::Fallback { .. } => "reference kernel",
+            Kind::Alias { .. } => "alias",
+            Kind::Unary { .. } => "unary",
+            Kind::Binary { .. } => "binary",
+            Kind::Transpose { .. } => "transpose",
+            Kind::Concat { .. } => "concat",
+            Kind::GatherRows { .. } => "gather rows",
+            Kind::Conv(_) => "conv (fused)",
+            Kind::Dense(_) => "matmul, packed weights (fused)",
+            Kind::Batched(_) => "matmul, batched",
+            Kind::Softmax(_) => "softmax",
+            Kind::LayerNorm(_) => "layer norm",
+            Kind::Pool(_) => "pool",
+            Kind::GlobalAvg(_) => "global average pool",
+        }
+    }
+
     /// The input whose buffer the output may take over, and whether that requires the input to
     /// be dead after this step (in place) rather than always (an alias).
     pub(crate) fn shares_input(&self) -> Option<(ValueId, bool)> {
@@ -85,6 +105,7 @@ impl Kind {
             Kind::Alias { x, .. } => Some((*x, false)),
             Kind::Unary { x, .. } => Some((*x, true)),
             Kind::Softmax(s) => Some((s.x, true)),
+            Kind::Conv(c) => c.residual.map(|r| (r, true)),
             Kind::Binary { a: F32Operand::Val(a), walk, .. } if !walk.a.1 && is_full(&walk.a.0, walk) => {
                 Some((*a, true))
             }

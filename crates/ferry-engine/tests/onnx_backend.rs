@@ -1,5 +1,6 @@
 //! The conformance harness for the optimized path: every case of the onnx 1.23.2 backend data
-//! (target/onnx-backend, made by tests/onnx_conformance/gen_cases.py) through the engine, compared
+//! (target/onnx-backend, made by tests/onnx_conformance/gen_cases.py) through `ferry_opt::optimize`
+//! and the engine (as `ferry::prepare` runs the optimized path), compared
 //! as onnx's backend runner compares. tests/onnx_conformance/expected/engine.txt lists the cases
 //! that must pass here (`FERRY_BLESS=1` rewrites it); every case the reference runtime must pass
 //! (expected/runtime.txt) must pass here too, so both paths give the same verdicts.
@@ -15,8 +16,10 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// What `ferry::prepare` does for the optimized path: graph optimizations, then the engine.
 fn run_engine(model: &ferry_ir::Model, inputs: Vec<(String, Value)>) -> Result<Vec<Value>, String> {
-    let engine = Engine::compile(model, &EngineOptions { threads: 1 }).map_err(|e| format!("compile: {e}"))?;
+    let (model, _) = ferry_opt::optimize(model, &Default::default()).map_err(|e| format!("optimize: {e}"))?;
+    let engine = Engine::compile(&model, &EngineOptions { threads: 1 }).map_err(|e| format!("compile: {e}"))?;
     engine.run(inputs).map_err(|e| format!("run: {e}"))
 }
 

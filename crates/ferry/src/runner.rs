@@ -10,7 +10,8 @@ pub enum ExecPath {
     /// The reference runtime: one plain kernel per op, the oracle.
     #[default]
     Reference,
-    /// The optimized engine: shape-specialized plans, fused kernels, a memory plan.
+    /// `ferry_opt::optimize`, then the optimized engine: shape-specialized plans, fused kernels,
+    /// a memory plan.
     Optimized,
 }
 

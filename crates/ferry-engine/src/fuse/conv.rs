@@ -2,19 +2,21 @@
 //! (bias, a decomposed BatchNorm) folded into the weights and bias, and an activation, as one
 //! `ferry_kernels::Conv2d` that runs image by image.
 
-use super::{Fused, absorb_affine};
+use super::{Fused, absorb_affine, sole_reader};
 use crate::actmatch;
 use crate::exec::Ctx;
 use crate::lower::Cx;
 use crate::steps::Kind;
-use ferry_ir::ops::{AutoPad, Conv};
-use ferry_ir::{DType, ValueId};
+use ferry_ir::ops::{AutoPad, BinaryOp, Conv};
+use ferry_ir::{DType, Op, ValueId};
 use ferry_kernels::{Act, Conv2d, Conv2dShape};
 
 #[derive(Debug)]
 pub(crate) struct ConvStep {
     conv: Conv2d,
     x: ValueId,
+    /// A residual added before the activation (`y = act(conv(x) + r)`).
+    pub residual: Option<ValueId>,
     y: ValueId,
     batch: usize,
     in_len: usize,
@@ -91,14 +93,35 @@ pub(crate) fn lower(cx: &Cx, n: usize, c: &Conv, taken: &[bool]) -> Option<Fused
     nodes.extend(&affine.nodes);
     let mut taken_now = taken.to_vec();
     nodes.iter().for_each(|k| taken_now[*k] = true);
+    // A residual connection: Add(y, r) with r another value of the same shape.
+    let mut pre_act = affine.out;
+    let mut residual = None;
+    if let Some(r) = sole_reader(cx, affine.out, &taken_now) {
+        let add = &cx.g.nodes[r];
+        let other = match (cx.input(add, 0), cx.input(add, 1)) {
+            (Some(a), Some(b)) if a == affine.out => Some(b),
+            (Some(a), Some(b)) if b == affine.out => Some(a),
+            _ => None,
+        };
+        let out = cx.output(add, 0);
+        if let (Op::Binary(BinaryOp::Add), Some(other), Some(out)) = (&add.op, other, out) {
+            let same = |v: ValueId| cx.arena_f32(v) == Some(ys.as_slice());
+            if other != affine.out && other != x && same(other) && same(out) {
+                residual = Some(other);
+                pre_act = out;
+                nodes.push(r);
+                taken_now[r] = true;
+            }
+        }
+    }
     let last = *nodes.iter().max().expect("not empty");
-    let act = actmatch::activation_after(cx, affine.out, last, &taken_now);
+    let act = actmatch::activation_after(cx, pre_act, last, &taken_now);
     let (act_kind, out) = match &act {
         Some(m) => {
             nodes.extend(&m.nodes);
             (m.act, m.out)
         }
-        None => (Act::None, affine.out),
+        None => (Act::None, pre_act),
     };
     let mut weights = cx.f32_const(w)?;
     let per_out = weights.len() / c_out.max(1);
@@ -110,15 +133,25 @@ pub(crate) fn lower(cx: &Cx, n: usize, c: &Conv, taken: &[bool]) -> Option<Fused
     let any_bias = bias.is_some() || affine.shift.iter().any(|t| *t != 0.0);
     let conv = Conv2d::new(shape, &weights, any_bias.then_some(folded_bias.as_slice()), act_kind).ok()?;
     let scratch = conv.scratch_len();
-    let step = ConvStep { conv, x, y: out, batch: n_img, in_len: c_in * h * wd, out_len: c_out * oh * ow };
-    Some(Fused { kind: Kind::Conv(Box::new(step)), reads: vec![x], out, nodes, scratch })
+    let step = ConvStep { conv, x, residual, y: out, batch: n_img, in_len: c_in * h * wd, out_len: c_out * oh * ow };
+    let reads = std::iter::once(x).chain(residual).collect();
+    Some(Fused { kind: Kind::Conv(Box::new(step)), reads, out, nodes, scratch })
 }
 
 pub(crate) fn run(ctx: &mut Ctx, s: &ConvStep) {
     let (x, y) = (ctx.f32s(s.x), ctx.f32s_mut(s.y));
+    if let Some(r) = s.residual {
+        // The residual is the output's starting value (already there when the step is in place).
+        if ctx.offset(r) != ctx.offset(s.y) {
+            y.copy_from_slice(ctx.f32s(r));
+        }
+    }
     for i in 0..s.batch {
         let input = &x[i * s.in_len..(i + 1) * s.in_len];
         let out = &mut y[i * s.out_len..(i + 1) * s.out_len];
-        s.conv.run(ctx.pool, input, out, ctx.scratch);
+        match s.residual {
+            Some(_) => s.conv.run_add(ctx.pool, input, out, ctx.scratch),
+            None => s.conv.run(ctx.pool, input, out, ctx.scratch),
+        }
     }
 }
