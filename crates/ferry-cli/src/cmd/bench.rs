@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 pub enum ExecPath {
     /// The reference runtime: one plain kernel per op, single-threaded (the oracle).
     Reference,
-    /// The optimized engine (fused, planned, multi-threaded kernels).
+    /// The optimized engine (crates/ferry-engine: shape-specialized plans, memory planning, fast
+    /// kernels where it has them, the reference kernels elsewhere).
     Optimized,
 }
 
@@ -60,7 +61,7 @@ pub struct Args {
     #[arg(long = "input-shape", value_name = "NAME=DIMS")]
     input_shapes: Vec<String>,
     /// The execution path to time.
-    #[arg(long, value_enum, default_value = "reference")]
+    #[arg(long, value_enum, default_value = "optimized")]
     path: ExecPath,
     /// Print one JSON object (the last stdout line) instead of text.
     #[arg(long)]
@@ -92,8 +93,16 @@ fn prepare(model: &ferry::Model, path: ExecPath, threads: u16) -> Result<(Runner
             Ok((run, 1))
         }
         ExecPath::Optimized => {
-            let _ = threads;
-            Err(Refusal("the optimized path is not in this build yet; use --path reference".into()))
+            // ferry-engine directly until the `ferry::prepare` facade lands; 0 threads: all cores.
+            let threads = if threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(usize::from(u16::MAX)) as u16)
+            } else {
+                threads
+            };
+            let opts = ferry_engine::EngineOptions { threads: usize::from(threads) };
+            let engine = ferry_engine::Engine::compile(model, &opts).map_err(|e| Refusal(e.to_string()))?;
+            let run: Runner = Box::new(move |feeds| engine.run(feeds).map_err(|e| e.to_string()));
+            Ok((run, threads))
         }
     }
 }
