@@ -63,6 +63,9 @@ def parse_args():
     ap.add_argument("--ferry", default=os.path.join(ROOT, "target", "release", "ferry"))
     ap.add_argument("--tract", default=os.path.join(ROOT, "target", "tract-runner", "release", "ferry-bench-tract-runner"))
     ap.add_argument("--ort-python", default=default_ort_python(), help="Python with onnxruntime 1.32 (target/bench-venv)")
+    ap.add_argument("--max-seconds", type=float, default=60,
+                    help="per process: budget for the warm-up runs and again for the timed runs; an engine "
+                         "stops early once its runs took this long (at least one of each; default 60)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one process may take (default 900)")
     ap.add_argument("--json", dest="json_out", help="write all results here (temp file + rename)")
     a = ap.parse_args()
@@ -110,15 +113,17 @@ def machine():
 
 
 def command(a, engine, model, npz, threads):
+    budget = ["--max-seconds", str(a.max_seconds)]
     if engine.startswith("ferry-"):
         path = engine.split("-", 1)[1]
         slow = path == "reference"
         return [a.ferry, "bench", model, "--inputs", npz, "--path", path, "--threads", str(threads),
-                "--runs", str(a.slow_runs if slow else a.runs), "--warmup", str(0 if slow else a.warmup), "--json"]
+                "--runs", str(a.slow_runs if slow else a.runs), "--warmup", str(0 if slow else a.warmup), "--json"] + budget
     if engine == "onnxruntime":
         return [a.ort_python, os.path.join(ROOT, "bench", "ort_runner.py"), model, "--inputs", npz,
-                "--threads", str(threads), "--runs", str(a.runs), "--warmup", str(a.warmup)]
-    return [a.tract, model, "--inputs", npz, "--threads", str(threads), "--runs", str(a.runs), "--warmup", str(a.warmup)]
+                "--threads", str(threads), "--runs", str(a.runs), "--warmup", str(a.warmup)] + budget
+    return [a.tract, model, "--inputs", npz, "--threads", str(threads), "--runs", str(a.runs),
+            "--warmup", str(a.warmup)] + budget
 
 
 def measure(a, engine, name, model, npz, threads, rnd):
@@ -172,7 +177,7 @@ def summarize(records):
                 "first_run_ms": statistics.median(o.get("first_run_ms") or 0.0 for o in ok),
                 "peak_rss_mb": max(rss) if rss else None,
                 "threads_used": ok[0].get("threads"),
-                "runs": ok[0].get("runs"),
+                "runs": [o.get("runs") for o in ok],
             })
         out[key] = s
     return out

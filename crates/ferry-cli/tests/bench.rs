@@ -104,3 +104,19 @@ fn optimized_path_reports_its_path_and_threads() {
     assert_eq!(report["threads"], 2);
     assert!(number(&report["latency_ms"], "median") > 0.0);
 }
+
+#[test]
+fn a_time_budget_cuts_the_runs_short_and_reports_the_count_done() {
+    let model = tiny_cnn();
+    // A budget far below one run: exactly one warm-up and one timed run happen.
+    let args = ["--runs", "1000", "--warmup", "1000", "--max-seconds", "0.000001", "--json"];
+    let mut all = vec!["bench", &model, "--random-inputs", "--input-shape", "image=1,3,16,16"];
+    all.extend(args);
+    let o = ferry(&all);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((report["runs"].as_u64(), report["warmup"].as_u64()), (Some(1), Some(1)), "{report}");
+    let bad = ferry(&["bench", &model, "--random-inputs", "--max-seconds", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -45,6 +45,10 @@ pub struct Args {
     /// Untimed runs before the timed ones (caches, allocator, thread pool).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     warmup: u32,
+    /// Time budget in seconds for the warm-up runs and again for the timed runs: each stops early
+    /// once its runs have taken this long (after at least one run); the report gives the counts done.
+    #[arg(long, value_name = "SECS", value_parser = parse_budget)]
+    max_seconds: Option<f64>,
     /// Inputs from a .npz archive (keys are input names).
     #[arg(long = "inputs", value_name = "FILE.npz")]
     npz: Option<PathBuf>,
@@ -125,26 +129,33 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     // The first run can carry work an engine defers from prepare (planning for the input shapes):
     // it is reported on its own.
     let mut first_run_ms = None;
-    for k in 0..a.warmup {
+    let budget = a.max_seconds.map(Duration::from_secs_f64);
+    let over_budget = |since: Instant| budget.is_some_and(|b| since.elapsed() >= b);
+    let warmup_started = Instant::now();
+    let mut warmup_done = 0;
+    while warmup_done < a.warmup && !(warmup_done > 0 && over_budget(warmup_started)) {
         let t = Instant::now();
-        runner(feeds.clone()).map_err(|m| Refusal(format!("warm-up run {}: {m}", k + 1)))?;
+        runner(feeds.clone()).map_err(|m| Refusal(format!("warm-up run {}: {m}", warmup_done + 1)))?;
         first_run_ms.get_or_insert(ms(t.elapsed()));
-        progress.note(|| format!("warm-up {} / {}", k + 1, a.warmup));
+        warmup_done += 1;
+        progress.note(|| format!("warm-up {warmup_done} / {}", a.warmup));
     }
     let mut times_ms = Vec::with_capacity(a.runs as usize);
     let cpu_before = process_cpu_time();
-    for k in 0..a.runs {
+    let timed_started = Instant::now();
+    while times_ms.len() < a.runs as usize && !(!times_ms.is_empty() && over_budget(timed_started)) {
         let run_feeds = feeds.clone();
         let t = Instant::now();
-        let outputs = runner(run_feeds).map_err(|m| Refusal(format!("run {}: {m}", k + 1)))?;
+        let outputs = runner(run_feeds).map_err(|m| Refusal(format!("run {}: {m}", times_ms.len() + 1)))?;
         times_ms.push(ms(t.elapsed()));
         drop(outputs);
-        progress.note(|| format!("run {} / {}: {:.1} ms", k + 1, a.runs, times_ms[k as usize]));
+        progress.note(|| format!("run {} / {}: {:.1} ms", times_ms.len(), a.runs, times_ms[times_ms.len() - 1]));
     }
+    let runs_done = times_ms.len() as u32;
     // CPU time says how much work a run is even when other processes share the cores (wall time
     // then stretches); with several threads it is the sum over them, spinning included.
     let cpu_ms_per_run = match (cpu_before, process_cpu_time()) {
-        (Some(before), Some(after)) => Some(ms(after.saturating_sub(before)) / f64::from(a.runs)),
+        (Some(before), Some(after)) => Some(ms(after.saturating_sub(before)) / f64::from(runs_done)),
         _ => None,
     };
     let first_run_ms = first_run_ms.unwrap_or(times_ms[0]);
@@ -158,8 +169,8 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
             "model": a.model.display().to_string(),
             "path": a.path.name(),
             "threads": threads,
-            "runs": a.runs,
-            "warmup": a.warmup,
+            "runs": runs_done,
+            "warmup": warmup_done,
             "load_ms": ms(load),
             "prepare_ms": prepare_ms,
             "first_run_ms": first_run_ms,
@@ -176,7 +187,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         println!("first run {first_run_ms:.2} ms");
         println!(
             "latency   min {:.2} ms  median {:.2} ms  p90 {:.2} ms  mean {:.2} ms  ({} runs after {} warm-up)",
-            latency.min, latency.median, latency.p90, latency.mean, a.runs, a.warmup
+            latency.min, latency.median, latency.p90, latency.mean, runs_done, warmup_done
         );
         if let Some(cpu) = cpu_ms_per_run {
             println!("cpu       {cpu:.2} ms per run (process CPU time, all threads)");
@@ -187,6 +198,13 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds between 0 and 1000000")),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
