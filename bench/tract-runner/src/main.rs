@@ -137,7 +137,7 @@ fn main() -> TractResult<()> {
     let over = |since: Instant| args.max_seconds.is_some_and(|b| since.elapsed().as_secs_f64() >= b);
     let mut first_run_ms = None;
     let (mut warmup_done, started) = (0, Instant::now());
-    while warmup_done < args.warmup && !(warmup_done > 0 && over(started)) {
+    while warmup_done < args.warmup && (warmup_done == 0 || !over(started)) {
         let t = Instant::now();
         runnable.run(values.clone())?;
         first_run_ms.get_or_insert(t.elapsed().as_secs_f64() * 1e3);
@@ -146,7 +146,7 @@ fn main() -> TractResult<()> {
     let mut times = Vec::with_capacity(args.runs.min(100_000));
     let cpu_before = process_cpu_ms();
     let started = Instant::now();
-    while times.len() < args.runs && !(!times.is_empty() && over(started)) {
+    while times.len() < args.runs && (times.is_empty() || !over(started)) {
         let t = Instant::now();
         runnable.run(values.clone())?;
         times.push(t.elapsed().as_secs_f64() * 1e3);

@@ -133,7 +133,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let over_budget = |since: Instant| budget.is_some_and(|b| since.elapsed() >= b);
     let warmup_started = Instant::now();
     let mut warmup_done = 0;
-    while warmup_done < a.warmup && !(warmup_done > 0 && over_budget(warmup_started)) {
+    while warmup_done < a.warmup && (warmup_done == 0 || !over_budget(warmup_started)) {
         let t = Instant::now();
         runner(feeds.clone()).map_err(|m| Refusal(format!("warm-up run {}: {m}", warmup_done + 1)))?;
         first_run_ms.get_or_insert(ms(t.elapsed()));
@@ -143,7 +143,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let mut times_ms = Vec::with_capacity(a.runs as usize);
     let cpu_before = process_cpu_time();
     let timed_started = Instant::now();
-    while times_ms.len() < a.runs as usize && !(!times_ms.is_empty() && over_budget(timed_started)) {
+    while times_ms.len() < a.runs as usize && (times_ms.is_empty() || !over_budget(timed_started)) {
         let run_feeds = feeds.clone();
         let t = Instant::now();
         let outputs = runner(run_feeds).map_err(|m| Refusal(format!("run {}: {m}", times_ms.len() + 1)))?;
