@@ -19,9 +19,11 @@ for t in onnx_load mxnet_symbol mxnet_params npy run_small; do
     # A copy of the corpus, so the smoke run never grows the real one.
     work="$root/target/fuzz-smoke-corpus/$t"
     rm -rf "$work"; mkdir -p "$work"; cp -r corpus/"$t"/. "$work"/
-    if cargo fuzz run -O -a -s none "$t" "$work" -- -seed=1 -runs="${FUZZ_SMOKE_RUNS:-2000}" \
+    # -runs counts the corpus replay too.
+    runs=$(( $(ls "$work" | wc -l) + ${FUZZ_SMOKE_RUNS:-2000} ))
+    if cargo fuzz run -O -a -s none "$t" "$work" -- -seed=1 -runs="$runs" \
         -rss_limit_mb=2048 -timeout=10 -max_len=1048576 >"$log" 2>&1; then
-        echo "fuzz smoke $t: ok ($(grep -oE 'Done [0-9]+ runs' "$log" | tail -n 1))"
+        echo "fuzz smoke $t: ok ($(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1)s, corpus replay included)"
     else
         echo "fuzz smoke $t: FAILED (see $log and fuzz/artifacts/$t)"; status=1
     fi

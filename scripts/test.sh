@@ -35,6 +35,8 @@ echo "== ONNX backend data round trip (same format, default opset)"
 $PY tests/onnx_conformance/roundtrip.py -q | tee target/roundtrip-default.txt
 echo "== ONNX backend data round trip (--opset 13)"
 $PY tests/onnx_conformance/roundtrip.py -q --opset 13 | tee target/roundtrip-opset13.txt
+echo "== ONNX backend data through ferry optimize (checker + reference evaluator on the simplified models)"
+$PY tests/onnx_conformance/roundtrip.py -q --optimize | tee target/roundtrip-optimize.txt
 
 echo "== MXNet models and op fixtures (../shared/mxnet) -> ONNX -> onnxruntime vs MXNet's recorded outputs"
 $PY tests/mxnet/compare_onnx.py target/release/ferry -q | tee target/mxnet-onnx.txt
@@ -45,6 +47,13 @@ $PY tests/mxnet/compare_onnx.py target/release/ferry -q --via-mxnet | tee target
 echo "== ONNX backend node models through the MXNet export and back (ONNX -> MXNet -> ONNX)"
 $PY tests/mxnet/onnx_via_mxnet.py target/release/ferry -q | tee target/onnx-via-mxnet.txt
 
+echo "== PyTorch-exported models (tests/real_models/data) run by ferry vs onnxruntime's recorded outputs"
+$PY tests/real_models/check.py target/release/ferry -q | tee target/real-models.txt
+grep -q "^REGRESSION" target/real-models.txt && { echo "real model regressions"; exit 1; }
+
+echo "== fuzz smoke (every cargo-fuzz target: its seed corpus, then 2000 fixed-seed mutations)"
+scripts/fuzz-smoke.sh | tee target/fuzz-smoke.txt
+
 count() { grep -oE "^[0-9]+ passed, [0-9]+ failed" "$1" | tail -n 1; }
 echo
 echo "== summary"
@@ -52,17 +61,22 @@ echo "Rust unit/integration tests: ${rust_passed} passed, 0 failed"
 echo "reference runtime, backend cases: $(count target/runtime-tests.log)"
 echo "convert round trip, same opset:   $(count target/roundtrip-default.txt)"
 echo "convert round trip, --opset 13:   $(count target/roundtrip-opset13.txt)"
+echo "optimize round trip:              $(count target/roundtrip-optimize.txt)"
 echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
 echo "ferry run on MXNet files:         $(count target/mxnet-run.txt)"
 echo "MXNet -> MXNet -> ONNX:           $(count target/mxnet-via-mxnet.txt)"
+echo "PyTorch models vs onnxruntime:   $(count target/real-models.txt)"
 echo "ONNX -> MXNet -> ONNX:            $(grep -oE "^[0-9]+ passed, [0-9]+ failed.*" target/onnx-via-mxnet.txt | tail -n 1)"
+echo "fuzz smoke:                       $(grep -c ': ok' target/fuzz-smoke.txt) of 5 targets clean"
 echo "(failed cases above are known and listed with reasons under target/; any case in"
 echo " tests/*/expected* that fails, any crash, and any Rust test failure fail this run)"
 r=$(count target/runtime-tests.log | awk '{print $1}')
 d=$(count target/roundtrip-default.txt | awk '{print $1}')
 o=$(count target/roundtrip-opset13.txt | awk '{print $1}')
+p=$(count target/roundtrip-optimize.txt | awk '{print $1}')
 m=$(count target/mxnet-onnx.txt | awk '{print $1}')
 v=$(count target/mxnet-via-mxnet.txt | awk '{print $1}')
 w=$(count target/mxnet-run.txt | awk '{print $1}')
 x=$(count target/onnx-via-mxnet.txt | awk '{print $1}')
-echo "$((rust_passed + r + d + o + m + v + w + x)) passed, 0 failed"
+t=$(count target/real-models.txt | awk '{print $1}')
+echo "$((rust_passed + r + d + o + p + m + v + w + x + t)) passed, 0 failed"

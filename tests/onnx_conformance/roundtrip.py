@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ONNX backend-test round-trip harness for `ferry convert`.
+"""ONNX backend-test round-trip harness for `ferry convert` (or, with --optimize, `ferry optimize`).
 
 For every case of the ONNX backend test data (see gen_cases.py):
 
@@ -12,11 +12,14 @@ For every case of the ONNX backend test data (see gen_cases.py):
   opset     with --opset N, out.onnx imports ai.onnx version N
   outputs   ReferenceEvaluator on out.onnx reproduces the expected outputs
 
+With --optimize the convert stage runs `ferry optimize model.onnx -o out.onnx` instead (the
+simplified model is written at the original opset, or --opset N); the same checks follow.
+
 Outputs are compared like onnx's backend test runner: assert_allclose with the
 case's rtol/atol (default 1e-3/1e-7), exact for strings, rtol >= 2**-6 for
 bfloat16, sequences element-wise, optionals by presence and value.
 
-Cases listed in tests/onnx_conformance/expected/roundtrip[-opsetN].txt must pass;
+Cases listed in tests/onnx_conformance/expected/roundtrip[-optimize][-opsetN].txt must pass;
 a listed case that fails is a REGRESSION (exit status 1). See README.md.
 """
 from __future__ import annotations
@@ -312,7 +315,7 @@ def roundtrip_case(task: dict[str, Any], stage_cb: Any) -> dict[str, Any]:
     out_dir = os.path.join(opts["tmp"], key.replace("/", "__"))
     os.makedirs(out_dir, exist_ok=True)
     out_path = os.path.join(out_dir, "out.onnx")
-    cmd = list(opts["ferry"]) + ["convert", model_path, "-o", out_path]
+    cmd = list(opts["ferry"]) + [opts["command"], model_path, "-o", out_path]
     if target_opset is not None:
         cmd += ["--opset", str(target_opset)]
     try:
@@ -324,7 +327,7 @@ def roundtrip_case(task: dict[str, Any], stage_cb: Any) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            return fail("timeout", f"ferry convert did not finish within {timeout:g}s")
+            return fail("timeout", f"ferry {opts['command']} did not finish within {timeout:g}s")
         stderr = err.decode("utf-8", "replace")
         if proc.returncode == 101 or proc.returncode < 0:
             return fail("crash", describe_crash(proc.returncode, stderr))
@@ -534,6 +537,8 @@ def main() -> int:
                     help=f"ferry command, split like a shell word list (default: {os.path.relpath(DEFAULT_FERRY, REPO_ROOT)})")
     ap.add_argument("--opset", type=int, default=None,
                     help="pass --opset N to ferry; check the output's ai.onnx opset; only count cases whose original opset >= N")
+    ap.add_argument("--optimize", action="store_true",
+                    help="run `ferry optimize` instead of `ferry convert` (expected list: roundtrip-optimize[-opsetN].txt)")
     ap.add_argument("--suites", default=",".join(gen_cases.ALL_SUITES),
                     help="comma-separated suites (default: %(default)s)")
     ap.add_argument("--filter", default=None, metavar="REGEX", help="only cases whose 'suite/name' matches (re.search)")
@@ -576,8 +581,10 @@ def main() -> int:
     import onnx
 
     mode = "baseline" if args.baseline_only else ("default" if args.opset is None else f"opset{args.opset}")
+    if args.optimize and not args.baseline_only:
+        mode = "optimize" if args.opset is None else f"optimize-opset{args.opset}"
     expected_path = args.expected or os.path.join(
-        EXPECTED_DIR, "roundtrip.txt" if args.opset is None else f"roundtrip-opset{args.opset}.txt")
+        EXPECTED_DIR, "roundtrip.txt" if mode == "default" else f"roundtrip-{mode}.txt")
     log_path = os.path.join(args.data, f"roundtrip-{mode}.log")
     json_path = os.path.join(args.data, f"roundtrip-{mode}.json")
     baseline_path = os.path.join(args.data, f"baseline-{onnx.__version__}.json")
@@ -597,7 +604,7 @@ def main() -> int:
             baseline_cache = {}
 
     tmp_root = tempfile.mkdtemp(prefix="ferry-roundtrip-")
-    opts = {"ferry": ferry, "opset": args.opset, "timeout": args.timeout, "baseline_only": args.baseline_only,
+    opts = {"ferry": ferry, "command": "optimize" if args.optimize else "convert", "opset": args.opset, "timeout": args.timeout, "baseline_only": args.baseline_only,
             "tmp": tmp_root, "keep": os.path.abspath(args.keep_outputs) if args.keep_outputs else None}
     tasks = []
     for key, cdir in cases:

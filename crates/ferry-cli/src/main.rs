@@ -33,11 +33,12 @@ enum Command {
     ///
     /// Example: ferry convert model-symbol.json -o model.onnx --input-shape data=1,3,32,32 --verify
     Convert(cmd::convert::Args),
-    /// Run a model on the reference runtime; inputs from .npy/.pb/.npz files or random values.
+    /// Run a model (reference runtime or optimized engine: --path); inputs from .npy/.pb/.npz files
+    /// or random values.
     ///
-    /// Example: ferry run model.onnx --input x=x.npy --output-dir out/
+    /// Example: ferry run model.onnx --input x=x.npy --output-dir out/ --expect #0=reference_output.npy
     Run(cmd::run::Args),
-    /// Run two models on the same inputs (reference runtime) and compare their outputs: dtype,
+    /// Run two models on the same inputs (each on its --path-a/--path-b) and compare their outputs: dtype,
     /// shape, max abs/rel error and the worst element per output. Outputs are paired by name, or by
     /// position when the names differ. Exit 0 when all agree, 1 when any differs.
     ///
@@ -48,6 +49,12 @@ enum Command {
     ///
     /// Example: ferry ops --format onnx --json
     Ops(cmd::ops::Args),
+    /// Simplify a model and write it back in its format: fold constants and shape computations,
+    /// remove identities, dead and duplicate nodes, merge layout chains, fold BatchNorm into
+    /// Conv/MatMul weights. Prints nodes and weight bytes before/after and what each pass did.
+    ///
+    /// Example: ferry optimize model.onnx -o model-opt.onnx --input-shape input=1,3,224,224
+    Optimize(cmd::optimize::Args),
     /// Time a model: load + prepare time, per-run latency (min/median/p90/mean over --runs after
     /// --warmup untimed runs) and peak resident memory. Progress goes to stderr on long runs.
     ///
@@ -80,6 +87,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Ops(a) => cmd::ops::run(a),
+        Command::Optimize(a) => cmd::optimize::run(a),
         Command::Bench(a) => cmd::bench::run(a),
     };
     match result {

@@ -133,9 +133,33 @@ fn convert_verify_checks_the_written_file() {
 }
 
 #[test]
-fn compare_refuses_an_optimized_path_it_does_not_have() {
-    let o = ferry(&["compare", "a.onnx", "b.onnx", "--path-a", "optimized"]);
-    assert_eq!(code(&o), 2, "{}", text(&o));
+fn compare_runs_one_model_on_both_paths() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tiny_cnn.onnx");
+    let args = ["compare", s(&model), s(&model), "--input-shape", "image=3,3,16,16", "--path-b", "optimized"];
+    let o = ferry(&[&args[..], &["--threads", "2", "--json"]].concat());
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(json(&o)["agree"], true);
+    let o = ferry(&["compare", "a.onnx", "b.onnx", "--path-a", "fastest"]);
+    assert_eq!(code(&o), 2, "an unknown path is a usage error: {}", text(&o));
+}
+
+#[test]
+fn run_takes_a_path_and_threads() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tiny_cnn.onnx");
+    let mut outs = Vec::new();
+    for path in ["reference", "optimized"] {
+        let args = ["run", s(&model), "--random-inputs", "--input-shape", "image=2,3,16,16", "--json"];
+        let o = ferry(&[&args[..], &["--path", path, "--threads", "1"]].concat());
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        outs.push(json(&o)["outputs"].clone());
+    }
+    // Same dtype and shape; statistics equal up to float rounding (fused kernels sum in another order).
+    let (a, b) = (&outs[0][0], &outs[1][0]);
+    assert_eq!((&a["dtype"], &a["shape"]), (&b["dtype"], &b["shape"]));
+    for stat in ["min", "max", "mean"] {
+        let (x, y) = (a[stat].as_f64().unwrap(), b[stat].as_f64().unwrap());
+        assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{stat}: {x} vs {y}");
+    }
 }
 
 #[test]

@@ -194,3 +194,38 @@ fn npz_inputs_are_read() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no input named 'sum'"));
 }
+
+/// `--expect` against outputs recorded by real MXNet 1.9.1 (examples/mxnet, made by
+/// examples/make_mxnet_example.py): the MXNet files and their ONNX conversion both agree with
+/// MXNet's numbers, and a wrong reference makes the run exit 1.
+#[test]
+fn expect_checks_outputs_against_mxnet_recordings() {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mxnet");
+    let symbol = ex.join("tiny_resnet-symbol.json");
+    let input = format!("data={}", ex.join("input.npy").display());
+    let recorded = format!("#0={}", ex.join("mxnet_output.npy").display());
+    let out = ferry(&["run", symbol.to_str().unwrap(), "--input", &input, "--expect", &recorded]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PASS output 0"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = dir.path().join("tiny_resnet.onnx");
+    let conv =
+        ferry(&["convert", symbol.to_str().unwrap(), "-o", onnx.to_str().unwrap(), "--input-shape", "data=1,3,16,16"]);
+    assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
+    let out = ferry(&["run", onnx.to_str().unwrap(), "--input", &input, "--expect", &recorded, "--json"]);
+    assert!(out.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["expect"]["agree"], true);
+    assert!(j["expect"]["outputs"][0]["max_abs_error"].as_f64().unwrap() < 1e-5);
+
+    // A recording that is not this model's output: exit 1, and the difference named.
+    let wrong = dir.path().join("wrong.npy");
+    let probs = [0.2f32; 5];
+    std::fs::write(&wrong, npy("<f4", "(1, 5)", &probs.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()))
+        .unwrap();
+    let out =
+        ferry(&["run", onnx.to_str().unwrap(), "--input", &input, "--expect", &format!("#0={}", wrong.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL output 0"), "{}", String::from_utf8_lossy(&out.stdout));
+}

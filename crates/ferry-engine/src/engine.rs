@@ -35,7 +35,7 @@ pub struct Engine {
     /// optionals: values the arena cannot hold, bodies that read outer values by name).
     whole_graph_reference: Option<String>,
     plans: Mutex<HashMap<Signature, Arc<Entry>>>,
-    threads: crate::Threads,
+    threads: ferry_kernels::Pool,
 }
 
 impl Engine {
@@ -47,7 +47,7 @@ impl Engine {
             graph,
             whole_graph_reference,
             plans: Mutex::new(HashMap::new()),
-            threads: crate::Threads::new(opts.threads),
+            threads: ferry_kernels::Pool::new(opts.threads),
         })
     }
 

@@ -27,10 +27,8 @@ pub(crate) struct Ctx<'a> {
     base: *mut u8,
     arena_len: usize,
     pub dyns: &'a mut [Option<Value>],
-    #[allow(dead_code)] // used by the fused kernel steps
     pub scratch: &'a mut [f32],
-    #[allow(dead_code)] // used by the fused kernel steps
-    pub pool: &'a crate::Threads,
+    pub pool: &'a ferry_kernels::Pool,
 }
 
 impl<'a> Ctx<'a> {
@@ -138,7 +136,7 @@ pub(crate) fn run(
     graph: &Graph,
     arena: &mut Arena,
     inputs: Vec<Value>,
-    pool: &crate::Threads,
+    pool: &ferry_kernels::Pool,
 ) -> Result<Vec<Value>, Stop> {
     let arena_len = arena.mem.len() * 8;
     let mut ctx = Ctx {
@@ -217,6 +215,34 @@ fn run_step(ctx: &mut Ctx, node: usize, kind: &Kind) -> Result<(), Stop> {
             let wide = ctx.slot(*indices).dtype == Some(ferry_ir::DType::I64);
             crate::layout::gather_rows(table, *rows, *row_bytes, ctx.bytes(*indices), wide, ctx.bytes_mut(*y))
                 .map_err(|m| ctx.node_error(node, m))
+        }
+        Kind::Conv(s) => {
+            crate::fuse::conv::run(ctx, s);
+            Ok(())
+        }
+        Kind::Dense(s) => {
+            crate::fuse::matmul::run_dense(ctx, s);
+            Ok(())
+        }
+        Kind::Batched(s) => {
+            crate::fuse::matmul::run_batched(ctx, s);
+            Ok(())
+        }
+        Kind::Softmax(s) => {
+            crate::fuse::norm::run_softmax(ctx, s);
+            Ok(())
+        }
+        Kind::LayerNorm(s) => {
+            crate::fuse::norm::run_layer_norm(ctx, s);
+            Ok(())
+        }
+        Kind::Pool(s) => {
+            crate::fuse::pool::run_pool(ctx, s);
+            Ok(())
+        }
+        Kind::GlobalAvg(s) => {
+            crate::fuse::pool::run_global_avg(ctx, s);
+            Ok(())
         }
     }
 }

@@ -19,11 +19,13 @@
 //! # Ok(()) }
 //! ```
 
+mod actmatch;
 mod elementwise;
 mod engine;
 mod exec;
 mod facts;
 mod fallback;
+mod fuse;
 mod layout;
 mod lower;
 mod memplan;
@@ -33,16 +35,3 @@ mod steps;
 pub use engine::{Engine, EngineOptions};
 pub use ferry_runtime::{RunError, Value};
 pub use plan::PlanStats;
-
-/// Threads for kernels (the intra-op pool).
-#[derive(Debug)]
-pub(crate) struct Threads {
-    #[allow(dead_code)] // read once kernels run on the pool
-    n: usize,
-}
-
-impl Threads {
-    fn new(n: usize) -> Threads {
-        Threads { n }
-    }
-}

@@ -13,9 +13,7 @@ use ferry_ir::{DType, Graph, Node, Op, ValueId};
 pub(crate) struct Cx<'a> {
     pub g: &'a Graph,
     pub facts: &'a [Fact],
-    #[allow(dead_code)] // used by fusion
     pub readers: Vec<Vec<usize>>,
-    #[allow(dead_code)] // used by fusion
     pub is_output: Vec<bool>,
 }
 
@@ -70,11 +68,22 @@ pub(crate) fn lower(cx: &Cx) -> Lowered {
     let g = cx.g;
     let mut steps = Vec::new();
     let mut folded = 0;
-    let scratch_len = 0;
+    let mut scratch_len = 0;
+    let mut taken = vec![false; g.nodes.len()];
     for (n, node) in g.nodes.iter().enumerate() {
+        if taken[n] {
+            continue;
+        }
         let outs: Vec<ValueId> = node.outputs.iter().flatten().copied().collect();
         if !outs.is_empty() && outs.iter().all(|o| matches!(cx.facts[*o], Fact::Const(_))) {
             folded += 1;
+            continue;
+        }
+        if let Some(f) = crate::fuse::fuse_at(cx, n, &taken) {
+            f.nodes.iter().for_each(|k| taken[*k] = true);
+            scratch_len = scratch_len.max(f.scratch);
+            let last = *f.nodes.iter().max().unwrap_or(&n);
+            steps.push(Step { node: last, kind: f.kind, reads: f.reads, writes: vec![f.out] });
             continue;
         }
         let kind = fast_step(cx, node)

@@ -1,6 +1,10 @@
 //! The kinds of step a plan runs, and what each needs besides its values.
 
 use crate::elementwise::{Binary, Broadcast, Unary};
+use crate::fuse::conv::ConvStep;
+use crate::fuse::matmul::{BatchedStep, DenseStep};
+use crate::fuse::norm::{LayerNormStep, SoftmaxStep};
+use crate::fuse::pool::{GlobalAvgStep, PoolStep};
 use ferry_ir::ValueId;
 
 /// An f32 operand: a value of the run, or a constant converted once when the plan was built.
@@ -63,6 +67,14 @@ pub(crate) enum Kind {
         indices: ValueId,
         y: ValueId,
     },
+    /// Fused groups (see `fuse`).
+    Conv(Box<ConvStep>),
+    Dense(Box<DenseStep>),
+    Batched(Box<BatchedStep>),
+    Softmax(SoftmaxStep),
+    LayerNorm(LayerNormStep),
+    Pool(PoolStep),
+    GlobalAvg(GlobalAvgStep),
 }
 
 impl Kind {
@@ -72,6 +84,7 @@ impl Kind {
         match self {
             Kind::Alias { x, .. } => Some((*x, false)),
             Kind::Unary { x, .. } => Some((*x, true)),
+            Kind::Softmax(s) => Some((s.x, true)),
             Kind::Binary { a: F32Operand::Val(a), walk, .. } if !walk.a.1 && is_full(&walk.a.0, walk) => {
                 Some((*a, true))
             }

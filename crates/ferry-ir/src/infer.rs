@@ -735,6 +735,12 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             let dims = vec![r, c, Dim::Known(*output_height), Dim::Known(*output_width)];
             Ok(vec![tensor(dtype(0), Some(Shape(dims)))])
         }
+        Op::MaxRoiPool { pooled_shape, .. } => {
+            let r = shape(1).filter(|s| s.rank() == 2).map(|s| s.0[0].clone()).unwrap_or(Dim::Unknown);
+            let c = shape(0).filter(|s| s.rank() == 4).map(|s| s.0[1].clone()).unwrap_or(Dim::Unknown);
+            let dims = vec![r, c, Dim::Known(pooled_shape[0]), Dim::Known(pooled_shape[1])];
+            Ok(vec![tensor(dtype(0), Some(Shape(dims)))])
+        }
         Op::MaxUnpool { kernel_shape, strides, pads } => {
             let out = match (shape(0), konst(2)) {
                 (_, Some(t)) => {

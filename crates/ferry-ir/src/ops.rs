@@ -659,6 +659,13 @@ pub enum Op {
         /// Shift roi coordinates by -0.5 (ONNX "half_pixel"), else "output_half_pixel".
         half_pixel: bool,
     },
+    /// Max pooling over region-of-interest bins (Fast R-CNN) of `[X [N, C, H, W], rois [R, 5]]`,
+    /// rois rows being (batch index, x1, y1, x2, y2); coordinates are scaled and rounded to pixels.
+    MaxRoiPool {
+        /// Bins per roi: (height, width).
+        pooled_shape: [u64; 2],
+        spatial_scale: f32,
+    },
     /// Scatters `X` to the flat positions `I` (MaxPool's indices) of a zero tensor, of
     /// `[X, I, output_shape?]`.
     MaxUnpool {
@@ -847,6 +854,7 @@ impl Op {
             | Op::MelWeightMatrix { .. }
             | Op::GridSample { .. }
             | Op::RoiAlign { .. }
+            | Op::MaxRoiPool { .. }
             | Op::MaxUnpool { .. }
             | Op::Col2Im { .. }
             | Op::If { .. }

@@ -14,11 +14,14 @@
 
 mod check;
 mod format;
+mod runner;
 
 pub use check::{CheckReport, Finding, Severity, check};
 pub use ferry_ir::{self as ir, Model};
 pub use ferry_mxnet::dtype_from_name as mxnet_dtype_from_name;
+pub use ferry_runtime::{RunError, Value};
 pub use format::Format;
+pub use runner::{ExecPath, PrepareOptions, Runner, prepare};
 
 use std::path::Path;
 

@@ -2,32 +2,13 @@
 //! (min/median/p90/mean over N timed runs after warm-up runs), and the process's peak memory.
 //! The figures are what bench/run.py compares with onnxruntime and tract.
 
+use super::compare::ExecPath;
 use super::inputs::{self, InputSpec};
 use crate::Refusal;
-use ferry_runtime::{Prepared, Value};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-/// Which execution path to time.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
-pub enum ExecPath {
-    /// The reference runtime: one plain kernel per op, single-threaded (the oracle).
-    Reference,
-    /// The optimized engine (crates/ferry-engine: shape-specialized plans, memory planning, fast
-    /// kernels where it has them, the reference kernels elsewhere).
-    Optimized,
-}
-
-impl ExecPath {
-    fn name(self) -> &'static str {
-        match self {
-            ExecPath::Reference => "reference",
-            ExecPath::Optimized => "optimized",
-        }
-    }
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -84,30 +65,25 @@ impl Args {
     }
 }
 
-/// One prepared model, whatever path runs it.
-type Runner = Box<dyn Fn(Vec<(String, Value)>) -> Result<Vec<Value>, String>>;
+/// Prepares `model` on the chosen path (the `ferry::prepare` facade); returns the runner and the
+/// threads it really uses (the reference path runs on one; 0 means all cores).
+fn prepare(model: &ferry::Model, path: ExecPath, threads: u16) -> Result<(ferry::Runner, u16), Refusal> {
+    let threads = match (path, threads) {
+        (ExecPath::Reference, _) => 1,
+        (ExecPath::Optimized, 0) => {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(usize::from(u16::MAX)) as u16)
+        }
+        (ExecPath::Optimized, n) => n,
+    };
+    let runner =
+        ferry::prepare(model, &path.prepare_options(usize::from(threads))).map_err(|e| Refusal(e.to_string()))?;
+    Ok((runner, threads))
+}
 
-/// Prepares `model` on the chosen path; returns the runner and the threads it really uses.
-/// The one place that knows the engines, so the optimized path plugs in here.
-fn prepare(model: &ferry::Model, path: ExecPath, threads: u16) -> Result<(Runner, u16), Refusal> {
+fn path_name(path: ExecPath) -> &'static str {
     match path {
-        ExecPath::Reference => {
-            let prepared = Prepared::new(model).map_err(|e| Refusal(e.to_string()))?;
-            let run: Runner = Box::new(move |feeds| prepared.run(feeds).map_err(|e| e.to_string()));
-            Ok((run, 1))
-        }
-        ExecPath::Optimized => {
-            // ferry-engine directly until the `ferry::prepare` facade lands; 0 threads: all cores.
-            let threads = if threads == 0 {
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(usize::from(u16::MAX)) as u16)
-            } else {
-                threads
-            };
-            let opts = ferry_engine::EngineOptions { threads: usize::from(threads) };
-            let engine = ferry_engine::Engine::compile(model, &opts).map_err(|e| Refusal(e.to_string()))?;
-            let run: Runner = Box::new(move |feeds| engine.run(feeds).map_err(|e| e.to_string()));
-            Ok((run, threads))
-        }
+        ExecPath::Reference => "reference",
+        ExecPath::Optimized => "optimized",
     }
 }
 
@@ -117,7 +93,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let model = inputs::load_model(&a.model, a.params.as_ref(), &spec)?;
     let load = started.elapsed();
     // The feeds are built before preparing so that their cost stays out of the prepare time.
-    let feeds = inputs::feeds_for_graph(&model.graph, &spec)?.all();
+    let feeds = inputs::feeds(&model.graph, &spec)?.all();
     let prepare_started = Instant::now();
     let (runner, threads) = prepare(&model, a.path, a.threads)?;
     let prepare_only = prepare_started.elapsed();
@@ -135,7 +111,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let mut warmup_done = 0;
     while warmup_done < a.warmup && (warmup_done == 0 || !over_budget(warmup_started)) {
         let t = Instant::now();
-        runner(feeds.clone()).map_err(|m| Refusal(format!("warm-up run {}: {m}", warmup_done + 1)))?;
+        runner.run(feeds.clone()).map_err(|m| Refusal(format!("warm-up run {}: {m}", warmup_done + 1)))?;
         first_run_ms.get_or_insert(ms(t.elapsed()));
         warmup_done += 1;
         progress.note(|| format!("warm-up {warmup_done} / {}", a.warmup));
@@ -146,7 +122,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     while times_ms.len() < a.runs as usize && (times_ms.is_empty() || !over_budget(timed_started)) {
         let run_feeds = feeds.clone();
         let t = Instant::now();
-        let outputs = runner(run_feeds).map_err(|m| Refusal(format!("run {}: {m}", times_ms.len() + 1)))?;
+        let outputs = runner.run(run_feeds).map_err(|m| Refusal(format!("run {}: {m}", times_ms.len() + 1)))?;
         times_ms.push(ms(t.elapsed()));
         drop(outputs);
         progress.note(|| format!("run {} / {}: {:.1} ms", times_ms.len(), a.runs, times_ms[times_ms.len() - 1]));
@@ -167,7 +143,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         let report = json!({
             "engine": "ferry",
             "model": a.model.display().to_string(),
-            "path": a.path.name(),
+            "path": path_name(a.path),
             "threads": threads,
             "runs": runs_done,
             "warmup": warmup_done,
@@ -182,7 +158,7 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         println!("{report}");
     } else {
         println!("model     {}", a.model.display());
-        println!("path      {} ({threads} thread{})", a.path.name(), if threads == 1 { "" } else { "s" });
+        println!("path      {} ({threads} thread{})", path_name(a.path), if threads == 1 { "" } else { "s" });
         println!("prepare   {prepare_ms:.1} ms (load {:.1} ms + prepare {:.1} ms)", ms(load), ms(prepare_only));
         println!("first run {first_run_ms:.2} ms");
         println!(

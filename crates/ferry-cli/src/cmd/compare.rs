@@ -3,7 +3,7 @@
 use super::inputs::{self, InputSpec};
 use crate::Refusal;
 use ferry_ir::{Tensor, TensorData};
-use ferry_runtime::{Prepared, Value};
+use ferry_runtime::Value;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,12 +12,23 @@ use std::process::ExitCode;
 pub const RTOL: f64 = 1e-4;
 pub const ATOL: f64 = 1e-5;
 
-/// An execution path. Only the reference runtime exists today; an optimized path will be added
-/// here, so the same model can be compared across paths.
+/// An execution path (`run --path`, `compare --path-a/--path-b`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum ExecPath {
-    /// The reference runtime (crates/ferry-runtime).
+    /// The reference runtime (crates/ferry-runtime): plain kernels, the oracle.
     Reference,
+    /// The optimized engine (crates/ferry-engine): planned memory, fused kernels, threads.
+    Optimized,
+}
+
+impl ExecPath {
+    pub fn prepare_options(self, threads: usize) -> ferry::PrepareOptions {
+        let path = match self {
+            ExecPath::Reference => ferry::ExecPath::Reference,
+            ExecPath::Optimized => ferry::ExecPath::Optimized,
+        };
+        ferry::PrepareOptions { path, threads }
+    }
 }
 
 #[derive(clap::Args)]
@@ -54,12 +65,16 @@ pub struct Args {
     /// Absolute tolerance.
     #[arg(long, default_value_t = ATOL)]
     atol: f64,
-    /// Execution path for A. Only `reference` exists today (no optimized path yet).
+    /// Execution path for A.
     #[arg(long, value_enum, default_value = "reference")]
     path_a: ExecPath,
-    /// Execution path for B. Only `reference` exists today (no optimized path yet).
+    /// Execution path for B (compare a model with itself across paths: `ferry compare m.onnx
+    /// m.onnx --path-b optimized`).
     #[arg(long, value_enum, default_value = "reference")]
     path_b: ExecPath,
+    /// Threads for the optimized path's kernels (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
@@ -74,8 +89,9 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         input_shapes: &a.input_shapes,
     };
     let model_a = inputs::load_model(&a.a, a.params_a.as_ref(), &spec)?;
-    let report =
-        compare_with(&model_a, Side { path: &a.b, params: a.params_b.as_ref(), model: None }, &spec, a.rtol, a.atol)?;
+    let paths = (a.path_a.prepare_options(a.threads), a.path_b.prepare_options(a.threads));
+    let side = Side { path: &a.b, params: a.params_b.as_ref(), model: None };
+    let report = compare_with(&model_a, side, &spec, a.rtol, a.atol, &paths)?;
     report.print(&a.a, &a.b, a.json);
     Ok(if report.agree() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -96,9 +112,10 @@ pub fn compare_with(
     spec: &InputSpec,
     rtol: f64,
     atol: f64,
+    paths: &(ferry::PrepareOptions, ferry::PrepareOptions),
 ) -> Result<Report, Refusal> {
-    let prep_a = Prepared::new(model_a).map_err(|e| Refusal(format!("model A: {e}")))?;
-    let feeds_a = inputs::feeds(&prep_a, spec)?;
+    let prep_a = ferry::prepare(model_a, &paths.0).map_err(|e| Refusal(format!("model A: {e}")))?;
+    let feeds_a = inputs::feeds(prep_a.graph(), spec)?;
     let known: Vec<(String, Vec<u64>, ferry_ir::DType)> =
         feeds_a.free.iter().filter_map(|(n, v)| v.tensor().map(|t| (n.clone(), t.shape.clone(), t.dtype))).collect();
     let model_b = match b.model {
@@ -110,7 +127,7 @@ pub fn compare_with(
             &known,
         )?,
     };
-    let prep_b = Prepared::new(&model_b).map_err(|e| Refusal(format!("model B: {e}")))?;
+    let prep_b = ferry::prepare(&model_b, &paths.1).map_err(|e| Refusal(format!("model B: {e}")))?;
 
     // B's feeds: by name where A has an input of that name, else A's input at the same position.
     let gb = prep_b.graph();
@@ -188,12 +205,43 @@ impl Row {
     fn missing(why: &str) -> Row {
         Row { problem: Some(why.to_string()), ..Default::default() }
     }
-    fn pass(&self) -> bool {
+    pub(crate) fn pass(&self) -> bool {
         self.problem.is_none() && self.mismatches == 0
+    }
+
+    /// The measured errors as JSON (dtype, shape, errors, worst element, problem).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let mut o = json!({
+            "pass": self.pass(),
+            "dtype": {"a": self.dtype.0, "b": self.dtype.1, "match": self.dtype.0 == self.dtype.1},
+            "shape": {"a": self.shape.0, "b": self.shape.1, "match": self.shape.0 == self.shape.1},
+            "max_abs_error": num(self.max_abs),
+            "max_rel_error": num(self.max_rel),
+            "mismatches": self.mismatches,
+        });
+        if let Some((idx, va, vb)) = &self.worst {
+            o["worst"] = json!({"index": idx, "a": num(*va), "b": num(*vb)});
+        }
+        if let Some(pr) = &self.problem {
+            o["problem"] = json!(pr);
+        }
+        o
+    }
+
+    /// One line: the problem, or the errors and how many elements are outside the tolerance.
+    pub(crate) fn summary(&self, rtol: f64, atol: f64) -> String {
+        if let Some(pr) = &self.problem {
+            return pr.clone();
+        }
+        let mut s = format!("max abs error {:.3e}  max rel error {:.3e}", self.max_abs, self.max_rel);
+        if self.mismatches > 0 {
+            s += &format!("  ({} element(s) outside atol {atol} + rtol {rtol} * |expected|)", self.mismatches);
+        }
+        s
     }
 }
 
-fn compare_values(a: &Value, b: &Value, rtol: f64, atol: f64) -> Row {
+pub(crate) fn compare_values(a: &Value, b: &Value, rtol: f64, atol: f64) -> Row {
     match (a, b) {
         (Value::Tensor(x), Value::Tensor(y)) => compare_tensors(x, y, rtol, atol),
         (Value::Optional(None), Value::Optional(None)) => Row::default(),
@@ -333,16 +381,10 @@ impl Report {
                     "pass": r.pass(),
                 });
                 if p.a.is_some() && p.b.is_some() {
-                    o["dtype"] = json!({"a": r.dtype.0, "b": r.dtype.1, "match": r.dtype.0 == r.dtype.1});
-                    o["shape"] = json!({"a": r.shape.0, "b": r.shape.1, "match": r.shape.0 == r.shape.1});
-                    o["max_abs_error"] = num(r.max_abs);
-                    o["max_rel_error"] = num(r.max_rel);
-                    o["mismatches"] = json!(r.mismatches);
-                    if let Some((idx, va, vb)) = &r.worst {
-                        o["worst"] = json!({"index": idx, "a": num(*va), "b": num(*vb)});
+                    for (k, v) in r.to_json().as_object().into_iter().flatten() {
+                        o[k] = v.clone();
                     }
-                }
-                if let Some(pr) = &r.problem {
+                } else if let Some(pr) = &r.problem {
                     o["problem"] = json!(pr);
                 }
                 o

@@ -74,7 +74,7 @@ fn verify(a: &Args, model: &ferry::Model, mut summary: serde_json::Value) -> Res
         ..Default::default()
     };
     let side = super::compare::Side { path: &a.output, params: None, model: Some(written) };
-    let report = super::compare::compare_with(model, side, &spec, a.rtol, a.atol)
+    let report = super::compare::compare_with(model, side, &spec, a.rtol, a.atol, &Default::default())
         .map_err(|Refusal(m)| Refusal(format!("--verify: {m} (the converted file was written)")))?;
     if a.json {
         summary["verify"] = report.to_json();
@@ -91,7 +91,7 @@ fn verify(a: &Args, model: &ferry::Model, mut summary: serde_json::Value) -> Res
     }
 }
 
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+pub(super) fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,

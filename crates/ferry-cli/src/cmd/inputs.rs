@@ -7,8 +7,8 @@ use crate::npy;
 use bytes::Bytes;
 use ferry_ir::{DType, Dim, Graph, Tensor, ValueType};
 use ferry_onnx::proto;
+use ferry_runtime::Value;
 use ferry_runtime::kernels::random::Rng;
-use ferry_runtime::{Prepared, Value};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -94,12 +94,7 @@ pub fn load_model_with(
 
 /// Builds the feeds for a prepared model from the input options; a missing input is refused
 /// with the option that would give it, unless `random_inputs` is set.
-pub fn feeds(prepared: &Prepared, a: &InputSpec) -> Result<Feeds, Refusal> {
-    feeds_for_graph(prepared.graph(), a)
-}
-
-/// As [`feeds`], for any engine that runs `g` (`bench` needs the feeds before it picks the engine).
-pub fn feeds_for_graph(g: &Graph, a: &InputSpec) -> Result<Feeds, Refusal> {
+pub fn feeds(g: &ferry_ir::Graph, a: &InputSpec) -> Result<Feeds, Refusal> {
     let free: Vec<usize> = g.inputs.iter().copied().filter(|i| g.initializer(*i).is_none()).collect();
     let all_names: Vec<&str> = g.inputs.iter().map(|i| g.values[*i].name.as_str()).collect();
     let resolve =

@@ -1,9 +1,11 @@
+use super::compare::ExecPath;
+use super::expect;
 use super::inputs::{self, InputSpec};
 use crate::Refusal;
 use crate::npy;
 use ferry_ir::{Tensor, TensorData};
 use ferry_onnx::proto;
-use ferry_runtime::{Prepared, Value};
+use ferry_runtime::Value;
 use prost::Message;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -48,9 +50,28 @@ pub struct Args {
     /// Write all outputs into one .npz keyed by output name.
     #[arg(long)]
     outputs_npz: Option<PathBuf>,
+    /// Check an output against a recorded one: NAME=FILE.npy (NAME an output name or #K, the
+    /// K-th output); exit 1 when any differs. Repeatable.
+    #[arg(long = "expect", value_name = "NAME=FILE")]
+    expect: Vec<String>,
+    /// Recorded outputs to check against, from a .npz archive keyed by output name.
+    #[arg(long = "expect-npz", value_name = "FILE.npz")]
+    expect_npz: Option<PathBuf>,
+    /// Relative tolerance for --expect, scaled by |expected|.
+    #[arg(long, default_value_t = 1e-3)]
+    rtol: f64,
+    /// Absolute tolerance for --expect.
+    #[arg(long, default_value_t = 1e-5)]
+    atol: f64,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
+    /// Execution path: the optimized engine, or the reference runtime (the oracle).
+    #[arg(long, value_enum, default_value = "reference")]
+    path: ExecPath,
+    /// Threads for the optimized path's kernels (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 impl Args {
@@ -68,14 +89,15 @@ impl Args {
 pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     let spec = a.spec();
     let model = inputs::load_model(&a.model, a.params.as_ref(), &spec)?;
-    let prepared = Prepared::new(&model).map_err(|e| Refusal(e.to_string()))?;
+    let prepared = ferry::prepare(&model, &a.path.prepare_options(a.threads)).map_err(|e| Refusal(e.to_string()))?;
     let g = prepared.graph();
-    let feeds = inputs::feeds(&prepared, &spec)?.all();
+    let feeds = inputs::feeds(g, &spec)?.all();
 
     let start = Instant::now();
     let outputs = prepared.run(feeds).map_err(|e| Refusal(e.to_string()))?;
     let secs = start.elapsed().as_secs_f64();
     let names: Vec<String> = g.outputs.iter().map(|o| g.values[*o].name.clone()).collect();
+    let expected = expect::read(&a.expect, a.expect_npz.as_deref(), &names)?;
 
     let mut written: Vec<String> = Vec::new();
     if let Some(dir) = &a.output_dir {
@@ -112,18 +134,26 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     }
 
     let summaries: Vec<serde_json::Value> = outputs.iter().enumerate().map(|(k, v)| summary(k, &names[k], v)).collect();
+    let (agree, expect_json, expect_lines) = expect::check(&expected, &outputs, a.rtol, a.atol);
     if a.json {
-        println!("{}", json!({ "outputs": summaries, "seconds": secs, "written": written }));
+        let mut j = json!({ "outputs": summaries, "seconds": secs, "written": written });
+        if !expected.is_empty() {
+            j["expect"] = expect_json;
+        }
+        println!("{j}");
     } else {
         for s in &summaries {
             println!("{}", summary_line(s));
+        }
+        for line in &expect_lines {
+            println!("{line}");
         }
         for w in &written {
             eprintln!("wrote {w}");
         }
         eprintln!("ran in {secs:.3} s");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if agree { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn encode_value(name: &str, v: &Value) -> Vec<u8> {

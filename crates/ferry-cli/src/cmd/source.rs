@@ -19,19 +19,7 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     pub fn load(&self, path: &std::path::Path) -> Result<ferry::Model, Refusal> {
-        let mut input_shapes = Vec::new();
-        for spec in &self.input_shape {
-            let (name, dims) = spec
-                .split_once('=')
-                .ok_or_else(|| Refusal(format!("--input-shape '{spec}': expected NAME=D1,D2,...")))?;
-            let dims = dims
-                .split(',')
-                .filter(|d| !d.trim().is_empty())
-                .map(|d| d.trim().parse::<u64>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| Refusal(format!("--input-shape '{spec}': dimensions must be non-negative integers")))?;
-            input_shapes.push((name.to_string(), dims));
-        }
+        let input_shapes = parse_input_shapes(&self.input_shape)?;
         let mut input_types = Vec::new();
         for spec in &self.input_type {
             let (name, ty) =
@@ -43,4 +31,21 @@ impl SourceArgs {
         let opts = ferry::LoadOptions { params: self.params.clone(), input_shapes, input_types };
         Ok(ferry::load_with(path, &opts)?)
     }
+}
+
+/// `NAME=D1,D2,...` specs (`--input-shape`), parsed.
+pub fn parse_input_shapes(specs: &[String]) -> Result<Vec<(String, Vec<u64>)>, Refusal> {
+    let mut input_shapes = Vec::new();
+    for spec in specs {
+        let (name, dims) =
+            spec.split_once('=').ok_or_else(|| Refusal(format!("--input-shape '{spec}': expected NAME=D1,D2,...")))?;
+        let dims = dims
+            .split(',')
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| d.trim().parse::<u64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| Refusal(format!("--input-shape '{spec}': dimensions must be non-negative integers")))?;
+        input_shapes.push((name.to_string(), dims));
+    }
+    Ok(input_shapes)
 }

@@ -316,7 +316,33 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
         | Op::TfIdfVectorizer(_) => no("MXNet has no string tensors"),
         Op::LabelEncoder { .. } | Op::TreeEnsemble(_) => no("MXNet has no counterpart for this ai.onnx.ml op"),
         Op::GridSample { .. } => no("GridSample is not lowered (MXNet's BilinearSampler differs in padding and modes)"),
-        Op::RoiAlign { .. } => no("RoiAlign is not lowered"),
+        Op::RoiAlign { output_height, output_width, sampling_ratio, spatial_scale, max_mode, half_pixel } => {
+            if *max_mode {
+                return no("MXNet's ROIAlign only averages (no max mode)");
+            }
+            let (x, rois, batch) = (c.input(n, 0)?, c.input(n, 1)?, c.input(n, 2)?);
+            // MXNet reads the batch index as the first column of each roi row.
+            let b = c.tmp(n, "Cast", "batch_float", vec![("dtype", "float32".into())], &[batch]);
+            let b = c.tmp(n, "expand_dims", "batch_column", vec![("axis", "1".into())], &[b]);
+            let attrs = vec![("dim", "1".to_string()), ("num_args", "2".to_string())];
+            let rows = c.tmp(n, "Concat", "rois", attrs, &[b, rois]);
+            let ratio = if *sampling_ratio == 0 { -1 } else { *sampling_ratio as i64 };
+            let attrs = vec![
+                ("pooled_size", tuple(&[*output_height, *output_width])),
+                ("spatial_scale", float_attr(*spatial_scale as f64)),
+                ("sample_ratio", ratio.to_string()),
+                ("aligned", bool_attr(*half_pixel)),
+            ];
+            c.out(n, "_contrib_ROIAlign", attrs, &[x, rows]);
+            Ok(())
+        }
+        Op::MaxRoiPool { pooled_shape, spatial_scale } => {
+            let (x, rois) = (c.input(n, 0)?, c.input(n, 1)?);
+            let attrs =
+                vec![("pooled_size", tuple(pooled_shape)), ("spatial_scale", float_attr(*spatial_scale as f64))];
+            c.out(n, "ROIPooling", attrs, &[x, rois]);
+            Ok(())
+        }
         Op::DeformConv { .. } => no("DeformConv is not lowered"),
         Op::Col2Im { .. } | Op::MaxUnpool { .. } | Op::Det | Op::BitCast { .. } => {
             no("this op has no MXNet 1.9 counterpart ferry lowers to")

@@ -18,14 +18,14 @@ pub const OPS: &[(&str, Canonicalizer)] = &[
     ("box_nms", box_nms),
 ];
 
-fn known(c: &NodeCtx, v: ValueId) -> Result<Vec<u64>> {
+pub(super) fn known(c: &NodeCtx, v: ValueId) -> Result<Vec<u64>> {
     c.dims_of(v)
         .and_then(|d| d.into_iter().collect::<Option<Vec<u64>>>())
         .ok_or_else(|| c.error("the input shape must be known (give input shapes with --input-shape)"))
 }
 
 /// A tuple of floats like "(0.5, 0.25)" or "1".
-fn floats(c: &NodeCtx, name: &str) -> Result<Option<Vec<f64>>> {
+pub(super) fn floats(c: &NodeCtx, name: &str) -> Result<Option<Vec<f64>>> {
     let Some(v) = c.attr(name) else { return Ok(None) };
     let inner = v.trim().trim_start_matches(['(', '[']).trim_end_matches([')', ']']);
     inner
@@ -37,7 +37,7 @@ fn floats(c: &NodeCtx, name: &str) -> Result<Option<Vec<f64>>> {
         .map(Some)
 }
 
-fn bin(c: &mut NodeCtx, op: BinaryOp, a: ValueId, b: ValueId, hint: &str) -> ValueId {
+pub(super) fn bin(c: &mut NodeCtx, op: BinaryOp, a: ValueId, b: ValueId, hint: &str) -> ValueId {
     c.emit_temp(Op::Binary(op), vec![a, b], hint)
 }
 
@@ -163,7 +163,7 @@ pub fn upsampling_bilinear(c: &mut NodeCtx) -> Result<()> {
 }
 
 /// Coordinate `k` of boxes `[..., 4]`: `[...]`.
-fn coord(c: &mut NodeCtx, b: ValueId, k: i64) -> ValueId {
+pub(super) fn coord(c: &mut NodeCtx, b: ValueId, k: i64) -> ValueId {
     let i = c.constant(Tensor::from_i64(vec![], &[k]).expect("scalar"), "coord");
     c.emit_temp(Op::Gather { axis: -1 }, vec![b, i], "coord")
 }
@@ -334,11 +334,46 @@ fn multibox_prior(c: &mut NodeCtx) -> Result<()> {
 }
 
 /// `x[..., start:start+len]` along the last axis.
-fn last_slice(c: &mut NodeCtx, x: ValueId, start: i64, len: i64) -> ValueId {
+pub(super) fn last_slice(c: &mut NodeCtx, x: ValueId, start: i64, len: i64) -> ValueId {
     let s = c.const_i64s(&[start], "start");
     let e = c.const_i64s(&[start + len], "end");
     let a = c.const_i64s(&[-1], "axis");
     c.emit_temp(Op::Slice, vec![x, s, e, a], "cols")
+}
+
+/// Boxes `[..., 4]` of class `ids` (`[...]`) moved apart so that boxes of different classes never
+/// overlap: class k shifts by k * (2 max|coord| + 1) on the position coordinates (x, y only for
+/// center boxes). One class-agnostic NonMaxSuppression is then class-aware.
+pub(super) fn class_shifted(c: &mut NodeCtx, boxes: ValueId, ids: ValueId, center: bool, dt: DType) -> Result<ValueId> {
+    let ab = c.emit_temp(Op::Unary(UnaryOp::Abs), vec![boxes], "abs");
+    let op = Op::Reduce { kind: ferry_ir::ops::ReduceKind::Max, keepdims: false, noop_with_empty_axes: false };
+    let m = c.emit_temp(op, vec![ab], "extent");
+    let two = c.scalar(dt, 2.0, "two")?;
+    let one = c.scalar(dt, 1.0, "one")?;
+    let m = bin(c, BinaryOp::Mul, m, two, "extent2");
+    let m = bin(c, BinaryOp::Add, m, one, "stride");
+    let off = bin(c, BinaryOp::Mul, ids, m, "offset");
+    let ax = c.const_i64s(&[-1], "last");
+    let off = c.emit_temp(Op::Unsqueeze, vec![off, ax], "offset_b");
+    let which: &[f32] = if center { &[1.0, 1.0, 0.0, 0.0] } else { &[1.0, 1.0, 1.0, 1.0] };
+    let which = c.constant(Tensor::from_f32(vec![4], which).expect("length matches"), "shifted");
+    let off = bin(c, BinaryOp::Mul, off, which, "offset4");
+    Ok(bin(c, BinaryOp::Add, boxes, off, "class_boxes"))
+}
+
+/// `[B, N]` booleans: true at (b, i) for every row (b, 0, i) NonMaxSuppression selected (`sel`);
+/// `like` is any `[B, N, ...]` value giving B and N.
+pub(super) fn selected_mask(c: &mut NodeCtx, sel: ValueId, like: ValueId) -> ValueId {
+    let cols = c.const_i64s(&[0, 2], "batch_box");
+    let idx = c.emit_temp(Op::Gather { axis: 1 }, vec![sel, cols], "sel_idx");
+    let k = c.emit_temp(Op::Shape { start: 0, end: Some(1) }, vec![sel], "num_selected");
+    let ones = c.emit_temp(Op::ConstantOfShape(Tensor::from_f32(vec![1], &[1.0]).expect("one")), vec![k], "ones");
+    let bn = c.emit_temp(Op::Shape { start: 0, end: Some(2) }, vec![like], "bn");
+    let zeros = c.emit_temp(Op::ConstantOfShape(Tensor::from_f32(vec![1], &[0.0]).expect("one")), vec![bn], "zeros");
+    let op = Op::ScatterNd { reduction: ferry_ir::ops::ScatterReduction::None };
+    let keep = c.emit_temp(op, vec![zeros, idx, ones], "keep");
+    let zero = c.scalar(DType::F32, 0.0, "zero").expect("f32 scalar");
+    c.emit_temp(Op::Binary(BinaryOp::Greater), vec![keep, zero], "kept")
 }
 
 /// box_nms on `[B, N, W]` rows: rows that are invalid (score <= valid_thresh, a negative class
@@ -399,21 +434,7 @@ fn box_nms(c: &mut NodeCtx) -> Result<()> {
             score = c.emit_temp(Op::Where, vec![is_bg, ninf, score], "score");
         }
         if !force {
-            // Shift class k by k * (2 max|coord| + 1) on the position coordinates.
-            let ab = c.emit_temp(Op::Unary(UnaryOp::Abs), vec![boxes], "abs");
-            let op = Op::Reduce { kind: ferry_ir::ops::ReduceKind::Max, keepdims: false, noop_with_empty_axes: false };
-            let m = c.emit_temp(op, vec![ab], "extent");
-            let two = c.scalar(dt, 2.0, "two")?;
-            let one = c.scalar(dt, 1.0, "one")?;
-            let m = bin(c, BinaryOp::Mul, m, two, "extent2");
-            let m = bin(c, BinaryOp::Add, m, one, "stride");
-            let off = bin(c, BinaryOp::Mul, ids, m, "offset");
-            let ax = c.const_i64s(&[-1], "last");
-            let off = c.emit_temp(Op::Unsqueeze, vec![off, ax], "offset_b");
-            let which: &[f32] = if center { &[1.0, 1.0, 0.0, 0.0] } else { &[1.0, 1.0, 1.0, 1.0] };
-            let which = c.constant(Tensor::from_f32(vec![4], which).expect("length matches"), "shifted");
-            let off = bin(c, BinaryOp::Mul, off, which, "offset4");
-            boxes = bin(c, BinaryOp::Add, boxes, off, "class_boxes");
+            boxes = class_shifted(c, boxes, ids, center, dt)?;
         }
     }
     if topk > 0 && topk < n {
@@ -436,16 +457,7 @@ fn box_nms(c: &mut NodeCtx) -> Result<()> {
         vec![boxes, scores3, maxo, iou, st],
         "selected",
     );
-    // keep[b, i] = 1 for selected (b, 0, i).
-    let cols = c.const_i64s(&[0, 2], "batch_box");
-    let idx = c.emit_temp(Op::Gather { axis: 1 }, vec![sel, cols], "sel_idx");
-    let k = c.emit_temp(Op::Shape { start: 0, end: Some(1) }, vec![sel], "num_selected");
-    let ones = c.emit_temp(Op::ConstantOfShape(Tensor::from_f32(vec![1], &[1.0]).expect("one")), vec![k], "ones");
-    let bn = c.emit_temp(Op::Shape { start: 0, end: Some(2) }, vec![x], "bn");
-    let zeros = c.emit_temp(Op::ConstantOfShape(Tensor::from_f32(vec![1], &[0.0]).expect("one")), vec![bn], "zeros");
-    let op = Op::ScatterNd { reduction: ferry_ir::ops::ScatterReduction::None };
-    let keep = c.emit_temp(op, vec![zeros, idx, ones], "keep");
-    let kept = c.emit_temp(Op::Binary(BinaryOp::Greater), vec![keep, zero], "kept");
+    let kept = selected_mask(c, sel, x);
     // Kept rows first, best score first.
     let key = c.emit_temp(Op::Where, vec![kept, score, ninf], "order_key");
     let kv = c.const_i64s(&[n], "n");

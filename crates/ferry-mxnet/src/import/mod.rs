@@ -6,7 +6,10 @@ pub mod ctx;
 mod detection;
 mod elementwise;
 mod index;
+mod multibox;
 mod nn;
+mod proposal;
+mod regions;
 mod rnn;
 mod shape;
 
@@ -19,17 +22,36 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub type Canonicalizer = fn(&mut NodeCtx) -> Result<()>;
 
 fn canonicalizer(op: &str) -> Option<Canonicalizer> {
-    let families: &[&[(&str, Canonicalizer)]] =
-        &[nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS];
+    let families: &[&[(&str, Canonicalizer)]] = &[
+        nn::OPS,
+        elementwise::OPS,
+        shape::OPS,
+        index::OPS,
+        rnn::OPS,
+        detection::OPS,
+        regions::OPS,
+        multibox::OPS,
+        proposal::OPS,
+    ];
     families.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op).map(|(_, f)| *f)
 }
 
 /// Every MXNet op name ferry canonicalizes.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&str> = [nn::OPS, elementwise::OPS, shape::OPS, index::OPS, rnn::OPS, detection::OPS]
-        .iter()
-        .flat_map(|f| f.iter().map(|(n, _)| *n))
-        .collect();
+    let mut v: Vec<&str> = [
+        nn::OPS,
+        elementwise::OPS,
+        shape::OPS,
+        index::OPS,
+        rnn::OPS,
+        detection::OPS,
+        regions::OPS,
+        multibox::OPS,
+        proposal::OPS,
+    ]
+    .iter()
+    .flat_map(|f| f.iter().map(|(n, _)| *n))
+    .collect();
     v.sort();
     v
 }
@@ -39,6 +61,9 @@ fn output_name(op: &str, idx: usize, multi: bool) -> String {
     match op {
         "RNN" => {
             ["output", "state_output", "statecell_output"].get(idx).map_or(format!("output{idx}"), |s| s.to_string())
+        }
+        "_contrib_Proposal" | "_contrib_MultiProposal" => {
+            ["output", "score"].get(idx).map_or(format!("output{idx}"), |s| s.to_string())
         }
         _ if multi => format!("output{idx}"),
         _ if idx == 0 => "output".into(),

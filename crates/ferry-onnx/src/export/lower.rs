@@ -107,6 +107,7 @@ pub fn lower_node(c: &mut LowerCtx) -> LowerResult {
         Op::RoiAlign { output_height, output_width, sampling_ratio, spatial_scale, max_mode, half_pixel } => {
             vision::roi_align(c, *output_height, *output_width, *sampling_ratio, *spatial_scale, *max_mode, *half_pixel)
         }
+        Op::MaxRoiPool { pooled_shape, spatial_scale } => vision::max_roi_pool(c, *pooled_shape, *spatial_scale),
         Op::MaxUnpool { kernel_shape, strides, pads } => vision::max_unpool(c, kernel_shape, strides, pads),
         Op::DeformConv { conv, offset_group } => vision::deform_conv(c, conv, *offset_group),
         Op::Det => vision::det(c),

@@ -174,12 +174,23 @@ impl Exporter {
             ..Default::default()
         };
         let initializer = |(id, t): &(ValueId, Tensor)| tensor_to_proto(&g.values[*id].name, t);
+        // IR version 3 (the oldest opsets) requires every initializer to be a graph input too:
+        // constants that are not (e.g. folded by ferry-opt) are listed as inputs there.
+        let initializer_inputs = g
+            .initializers
+            .iter()
+            .filter(|(id, _)| schemas::ir_version_for_opset(self.opset) < 4 && !g.inputs.contains(id))
+            .map(|(id, t)| proto::ValueInfoProto {
+                name: Some(g.values[*id].name.clone()),
+                r#type: type_to_proto(&ValueType::tensor(t.dtype, ferry_ir::Shape::known(&t.shape))),
+                ..Default::default()
+            });
         Ok(proto::GraphProto {
             node: nodes,
             name: Some(if g.name.is_empty() { "graph".into() } else { g.name.clone() }),
             initializer: g.initializers.iter().map(initializer).collect(),
             doc_string: (!g.doc_string.is_empty()).then(|| g.doc_string.clone()),
-            input: g.inputs.iter().map(|i| value_info(*i)).collect(),
+            input: g.inputs.iter().map(|i| value_info(*i)).chain(initializer_inputs).collect(),
             output: g.outputs.iter().map(|i| value_info(*i)).collect(),
             ..Default::default()
         })

@@ -217,7 +217,8 @@ pub fn reshape(c: &mut LowerCtx, allowzero: bool) -> LowerResult {
     // that out too.
     let needs_allowzero = allowzero
         && target.as_ref().is_none_or(|t| t.contains(&0))
-        && !c.node.inputs[0].is_some_and(|v| known_nonempty(c.graph, v, 0));
+        && !c.node.inputs[0].is_some_and(|v| known_nonempty(c.graph, v, 0))
+        && !(target.is_none() && target_holds_minus_one(c));
     if needs_allowzero && c.opset < 14 {
         // A constant target with a zero (and so, by the spec, no -1) makes an empty tensor of
         // exactly that shape: reshape to ones with -1 where the first zero is, then Expand.
@@ -261,6 +262,19 @@ pub fn reshape(c: &mut LowerCtx, allowzero: bool) -> LowerResult {
 
 /// Whether `v` certainly has at least one element: a fully known non-zero shape, or the result
 /// of ops that keep the element count.
+/// Whether a computed target shape is a Concat with a constant piece holding -1 (torch's dynamo export writes
+/// `view(batch, seq, -1, 16)` that way, with allowzero=1). With allowzero=1 a target may not hold both -1 and 0,
+/// so such a target holds no zero and allowzero changes nothing.
+fn target_holds_minus_one(c: &LowerCtx) -> bool {
+    let Some(t) = c.node.inputs.get(1).copied().flatten() else { return false };
+    let Some(n) = c.graph.nodes.iter().find(|n| n.outputs.contains(&Some(t))) else { return false };
+    matches!(n.op, ferry_ir::Op::Concat { .. })
+        && n.inputs
+            .iter()
+            .flatten()
+            .any(|v| c.consts.get(v).and_then(|k| k.to_i64_vec().ok()).is_some_and(|k| k.contains(&-1)))
+}
+
 fn known_nonempty(g: &ferry_ir::Graph, v: ferry_ir::ValueId, depth: usize) -> bool {
     if g.values[v].ty.shape().and_then(|s| s.to_known()).is_some_and(|d| d.iter().all(|x| *x > 0)) {
         return true;
@@ -732,4 +746,53 @@ pub fn reverse_sequence(c: &mut LowerCtx, batch_axis: u64, time_axis: u64) -> Lo
         "ReverseSequence",
         vec![attr_i("batch_axis", batch_axis as i64), attr_i("time_axis", time_axis as i64)],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::export::{ExportOptions, export_model};
+    use ferry_ir::{DType, Dim, Graph, Model, Node, Op, Shape, Tensor, ValueType};
+
+    /// x[N, 64] reshaped with allowzero=1 to Concat(Shape(x)[0:1], [-1], [16]), as torch's dynamo exporter
+    /// writes `x.view(batch, -1, 16)`; `minus_one` false puts 4 where the -1 was.
+    fn computed_view(minus_one: bool) -> Model {
+        let mut g = Graph::default();
+        let x = g.add_value("x", ValueType::tensor(DType::F32, Shape(vec![Dim::param("N"), Dim::Known(64)])));
+        let y = g.add_value("y", ValueType::Unknown);
+        g.inputs.push(x);
+        g.outputs.push(y);
+        let batch = g.add_value("batch", ValueType::Unknown);
+        let mid = g.add_value("mid", ValueType::Unknown);
+        let last = g.add_value("last", ValueType::Unknown);
+        let target = g.add_value("target", ValueType::Unknown);
+        let mid_value = if minus_one { -1 } else { 4 };
+        g.initializers.push((mid, Tensor::from_i64(vec![1], &[mid_value]).unwrap()));
+        g.initializers.push((last, Tensor::from_i64(vec![1], &[16]).unwrap()));
+        let node = |name: &str, op, inputs: Vec<_>, out| Node {
+            name: name.into(),
+            op,
+            inputs: inputs.into_iter().map(Some).collect(),
+            outputs: vec![Some(out)],
+            doc_string: String::new(),
+        };
+        g.nodes.push(node("shape", Op::Shape { start: 0, end: Some(1) }, vec![x], batch));
+        g.nodes.push(node("concat", Op::Concat { axis: 0 }, vec![batch, mid, last], target));
+        g.nodes.push(node("view", Op::Reshape { allowzero: true }, vec![x, target], y));
+        Model { graph: g, meta: Default::default() }
+    }
+
+    #[test]
+    fn allowzero_is_dropped_below_14_when_the_computed_target_holds_minus_one() {
+        // A target may not hold both -1 and 0 under allowzero=1, so the flag changes nothing here.
+        let nodes = export_model(&computed_view(true), &ExportOptions { opset: Some(13) }).unwrap().graph.unwrap().node;
+        let reshape = nodes.iter().find(|n| n.op_type.as_deref() == Some("Reshape")).unwrap();
+        assert!(reshape.attribute.is_empty());
+        // Without the -1 the computed target could hold a 0 (N = 0): the flag is kept from 14, refused below.
+        let nodes =
+            export_model(&computed_view(false), &ExportOptions { opset: Some(14) }).unwrap().graph.unwrap().node;
+        let reshape = nodes.iter().find(|n| n.op_type.as_deref() == Some("Reshape")).unwrap();
+        assert_eq!(reshape.attribute.len(), 1);
+        let err = export_model(&computed_view(false), &ExportOptions { opset: Some(13) }).unwrap_err();
+        assert!(err.to_string().contains("allowzero=1 needs opset 14"), "{err}");
+    }
 }

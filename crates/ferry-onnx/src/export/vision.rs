@@ -121,3 +121,15 @@ pub fn bit_cast(c: &mut LowerCtx, to: DType) -> LowerResult {
     c.emit("BitCast", inputs, vec![out], vec![attr_i("to", to.onnx_code() as i64)]);
     Ok(())
 }
+
+/// MaxRoiPool-1 has exactly the core semantics (the Fast R-CNN rounding and bins).
+pub fn max_roi_pool(c: &mut LowerCtx, pooled_shape: [u64; 2], spatial_scale: f32) -> LowerResult {
+    c.require_op("MaxRoiPool")?;
+    let attrs = vec![
+        attr_ints("pooled_shape", &[pooled_shape[0] as i64, pooled_shape[1] as i64]),
+        attr_f("spatial_scale", spatial_scale),
+    ];
+    let (inputs, out) = (c.inputs(), c.output(0));
+    c.emit("MaxRoiPool", inputs, vec![out], attrs);
+    Ok(())
+}

@@ -1,4 +1,4 @@
-//! Sampling, region, unpooling and linear-algebra ops (GridSample, Col2Im, RoiAlign, MaxUnpool,
+//! Sampling, region (RoiAlign, MaxRoiPool), unpooling and linear-algebra ops (GridSample, Col2Im, RoiAlign, MaxUnpool,
 //! DeformConv, Det, BitCast), and the quantized ops that are exact compositions of core ops
 //! (DynamicQuantizeLinear, QLinearMatMul, ConvInteger, QLinearConv) plus Shrink.
 
@@ -13,6 +13,7 @@ pub const OPS: &[(&str, Canonicalizer)] = &[
     ("GridSample", grid_sample),
     ("Col2Im", col2im),
     ("RoiAlign", roi_align),
+    ("MaxRoiPool", max_roi_pool),
     ("MaxUnpool", max_unpool),
     ("DeformConv", deform_conv),
     ("Det", det),
@@ -98,6 +99,18 @@ fn roi_align(c: &mut NodeCtx) -> Result<Canon> {
         max_mode,
         half_pixel,
     };
+    c.emit_to_output(op, inputs, 0);
+    Ok(Canon::Done)
+}
+
+fn max_roi_pool(c: &mut NodeCtx) -> Result<Canon> {
+    let inputs = vec![Some(c.required_input(0)?), Some(c.required_input(1)?)];
+    let pooled = c.attr_sizes("pooled_shape")?.ok_or_else(|| c.error("pooled_shape is required"))?;
+    let [h, w] = pooled[..] else { return Err(c.error("pooled_shape must have two entries")) };
+    if h == 0 || w == 0 {
+        return Err(c.error("pooled_shape must be positive"));
+    }
+    let op = Op::MaxRoiPool { pooled_shape: [h, w], spatial_scale: c.attr_f("spatial_scale", 1.0)? };
     c.emit_to_output(op, inputs, 0);
     Ok(Canon::Done)
 }

@@ -11,6 +11,7 @@ mod nn;
 pub mod random;
 mod reduce;
 mod rnn;
+mod roi_pool;
 mod sequence;
 mod signal;
 mod strings;
@@ -214,6 +215,12 @@ pub fn run(op: &Op, args: &[Option<Value>], n_out: usize) -> KernelResult<Vec<Op
                 *half_pixel,
             )?))
         }
+        Op::MaxRoiPool { pooled_shape, spatial_scale } => one(tensor_value(roi_pool::max_roi_pool(
+            &array(args, 0)?,
+            &array(args, 1)?,
+            *pooled_shape,
+            *spatial_scale,
+        )?)),
         Op::MaxUnpool { kernel_shape, strides, pads } => one(tensor_value(vision::max_unpool(
             &array(args, 0)?,
             &ints(args, 1)?,
