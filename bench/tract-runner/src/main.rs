@@ -10,6 +10,7 @@ mod npz;
 use std::time::Instant;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{bail, ensure, format_err};
 
 struct Args {
     model: String,
