@@ -234,6 +234,7 @@ def write_json(path, data):
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".bench-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is for reading
     os.replace(tmp, path)
 
 
