@@ -33,6 +33,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="budget for the warm-up runs and again for the timed runs (at least one of each)")
     a = ap.parse_args()
     if a.runs < 1 or a.threads < 1 or a.warmup < 0:
         sys.exit("ort_runner: --runs and --threads must be at least 1, --warmup at least 0")
@@ -55,24 +57,28 @@ def main():
     if missing:
         sys.exit(f"ort_runner: {a.inputs} has no value for input(s) {missing}")
     feeds = {n: feeds[n] for n in wanted}
-    first_run_ms = None
-    for _ in range(a.warmup):
+    def over(since):
+        return a.max_seconds is not None and time.perf_counter() - since >= a.max_seconds
+
+    first_run_ms, warmup_done, started = None, 0, time.perf_counter()
+    while warmup_done < a.warmup and not (warmup_done and over(started)):
         t = time.perf_counter()
         sess.run(None, feeds)
         first_run_ms = first_run_ms or (time.perf_counter() - t) * 1e3
+        warmup_done += 1
     times = []
-    cpu_before = time.process_time()
-    for k in range(a.runs):
+    cpu_before, started = time.process_time(), time.perf_counter()
+    while len(times) < a.runs and not (times and over(started)):
         t = time.perf_counter()
         sess.run(None, feeds)
         times.append((time.perf_counter() - t) * 1e3)
-        if (k + 1) % 10 == 0:
-            print(f"onnxruntime: {k + 1} / {a.runs} runs", file=sys.stderr)
-    cpu_ms_per_run = (time.process_time() - cpu_before) * 1e3 / a.runs  # all threads, spinning included
+        if len(times) % 10 == 0:
+            print(f"onnxruntime: {len(times)} / {a.runs} runs", file=sys.stderr)
+    cpu_ms_per_run = (time.process_time() - cpu_before) * 1e3 / len(times)  # all threads, spinning included
     t = np.array(times)
     report = {
         "engine": "onnxruntime", "version": ort.__version__, "model": a.model, "threads": a.threads,
-        "runs": a.runs, "warmup": a.warmup, "prepare_ms": prepare_ms,
+        "runs": len(times), "warmup": warmup_done, "prepare_ms": prepare_ms,
         "latency_ms": {"min": float(t.min()), "median": float(np.percentile(t, 50)),
                        "p90": float(np.percentile(t, 90)), "mean": float(t.mean()), "max": float(t.max())},
         "first_run_ms": first_run_ms or times[0], "cpu_ms_per_run": cpu_ms_per_run, "peak_rss_mb": peak_rss_mb(),

@@ -63,8 +63,12 @@ def parse_args():
     ap.add_argument("--ferry", default=os.path.join(ROOT, "target", "release", "ferry"))
     ap.add_argument("--tract", default=os.path.join(ROOT, "target", "tract-runner", "release", "ferry-bench-tract-runner"))
     ap.add_argument("--ort-python", default=default_ort_python(), help="Python with onnxruntime 1.32 (target/bench-venv)")
+    ap.add_argument("--max-seconds", type=float, default=60,
+                    help="per process: budget for the warm-up runs and again for the timed runs; an engine "
+                         "stops early once its runs took this long (at least one of each; default 60)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one process may take (default 900)")
     ap.add_argument("--json", dest="json_out", help="write all results here (temp file + rename)")
+    ap.add_argument("--from-json", help="measure nothing: print the tables of a results file written by --json")
     a = ap.parse_args()
     a.threads = [int(t) for t in a.threads.split(",") if t.strip()]
     a.engines = [e.strip() for e in a.engines.split(",") if e.strip()]
@@ -110,15 +114,17 @@ def machine():
 
 
 def command(a, engine, model, npz, threads):
+    budget = ["--max-seconds", str(a.max_seconds)]
     if engine.startswith("ferry-"):
         path = engine.split("-", 1)[1]
         slow = path == "reference"
         return [a.ferry, "bench", model, "--inputs", npz, "--path", path, "--threads", str(threads),
-                "--runs", str(a.slow_runs if slow else a.runs), "--warmup", str(0 if slow else a.warmup), "--json"]
+                "--runs", str(a.slow_runs if slow else a.runs), "--warmup", str(0 if slow else a.warmup), "--json"] + budget
     if engine == "onnxruntime":
         return [a.ort_python, os.path.join(ROOT, "bench", "ort_runner.py"), model, "--inputs", npz,
-                "--threads", str(threads), "--runs", str(a.runs), "--warmup", str(a.warmup)]
-    return [a.tract, model, "--inputs", npz, "--threads", str(threads), "--runs", str(a.runs), "--warmup", str(a.warmup)]
+                "--threads", str(threads), "--runs", str(a.runs), "--warmup", str(a.warmup)] + budget
+    return [a.tract, model, "--inputs", npz, "--threads", str(threads), "--runs", str(a.runs),
+            "--warmup", str(a.warmup)] + budget
 
 
 def measure(a, engine, name, model, npz, threads, rnd):
@@ -170,9 +176,11 @@ def summarize(records):
                 "cpu_ms": statistics.median(cpu) if cpu else None,
                 "prepare_ms": statistics.median(o["prepare_ms"] for o in ok),
                 "first_run_ms": statistics.median(o.get("first_run_ms") or 0.0 for o in ok),
+                # A cold start: what a fresh process pays before it has its first result.
+                "cold_ms": statistics.median(o["prepare_ms"] + (o.get("first_run_ms") or 0.0) for o in ok),
                 "peak_rss_mb": max(rss) if rss else None,
                 "threads_used": ok[0].get("threads"),
-                "runs": ok[0].get("runs"),
+                "runs": [o.get("runs") for o in ok],
             })
         out[key] = s
     return out
@@ -204,7 +212,8 @@ def tables(summary, models, threads, engines):
                              f"{fmt(s['min_ms'], 2)} | {fmt(s['cpu_ms'], 2)} | {fmt(s['prepare_ms'])} | {fmt(s['first_run_ms'])} | {fmt(s['peak_rss_mb'])} | {load} |")
     lines += ["", "Ratios (ferry / other; below 1: ferry faster or smaller):", "",
               "| model | threads | ferry path | median / ORT | median / tract | CPU / ORT | CPU / tract | "
-              "prepare / ORT | prepare / tract | RSS / ORT | RSS / tract |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "prepare / ORT | prepare / tract | prepare+1st run / ORT | prepare+1st run / tract | RSS / ORT | "
+              "RSS / tract |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         for t in threads:
             ort, tr = summary.get((m, t, "onnxruntime"), {}), summary.get((m, t, "tract"), {})
@@ -213,7 +222,7 @@ def tables(summary, models, threads, engines):
                 if not f or "error" in f:
                     continue
                 cols = []
-                for k in ("median_ms", "cpu_ms", "prepare_ms", "peak_rss_mb"):
+                for k in ("median_ms", "cpu_ms", "prepare_ms", "cold_ms", "peak_rss_mb"):
                     cols += [fmt(ratio(f.get(k), ort.get(k)), 2), fmt(ratio(f.get(k), tr.get(k)), 2)]
                 path = e.split("-")[1] + ("" if f["threads_used"] in (None, t) else f" ({f['threads_used']} thread)")
                 lines.append(f"| {m} | {t} | {path} | " + " | ".join(cols) + " |")
@@ -225,11 +234,32 @@ def write_json(path, data):
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".bench-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is for reading
     os.replace(tmp, path)
+
+
+def print_report(info, config, records):
+    summary = summarize(records)
+    table = tables(summary, config["models"], config["threads"], config["engines"])
+    print(f"Machine: {info.get('cpu_model')} (family {info.get('cpu_family')} model {info.get('cpu_model_id')}, "
+          f"{info.get('hypervisor') or 'no'} hypervisor, SIMD {' '.join(info.get('simd', []))}), "
+          f"{info.get('cpus')} CPUs, {info.get('platform')}; "
+          f"load average {info['loadavg_start'][0]:.2f} at start, {info['loadavg_end'][0]:.2f} at end; "
+          f"ferry {info.get('ferry_commit')}, tract {info.get('tract_version')}; {info.get('date_utc')} UTC")
+    print(f"{config['rounds']} rounds x up to {config['runs']} runs ({config['warmup']} warm-up, at most "
+          f"{config.get('max_seconds')} s of each) per engine; ferry reference: {config['slow_runs']} runs "
+          f"(no warm-up), first round only. Medians over rounds of each round's median.\n")
+    print(table)
+    return summary, table
 
 
 def main():
     a = parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            saved = json.load(f)
+        print_report(saved["machine"], saved["config"], saved["records"])
+        return
     for m in a.models:
         for ext in (".onnx", ".inputs.npz"):
             p = os.path.join(a.models_dir, m + ext)
@@ -270,19 +300,10 @@ def main():
         for t in a.threads[1:]:
             records.append(dict(r, threads=t, reused_from_threads=a.threads[0]))
 
-    summary = summarize(records)
     info["loadavg_end"] = os.getloadavg()
-    table = tables(summary, a.models, a.threads, a.engines)
-    print(f"Machine: {info.get('cpu_model')} (family {info.get('cpu_family')} model {info.get('cpu_model_id')}, "
-          f"{info.get('hypervisor') or 'no'} hypervisor, SIMD {' '.join(info.get('simd', []))}), "
-          f"{info.get('cpus')} CPUs, {info.get('platform')}; "
-          f"load average {info['loadavg_start'][0]:.2f} at start, {info['loadavg_end'][0]:.2f} at end; "
-          f"ferry {info.get('ferry_commit')}, tract {info.get('tract_version')}")
-    print(f"{a.rounds} rounds x {a.runs} runs ({a.warmup} warm-up) per engine; ferry reference: "
-          f"{a.slow_runs} runs (no warm-up), first round only. Medians over rounds of each round's median.\n")
-    print(table)
+    config = {k: v for k, v in vars(a).items() if k not in ("json_out", "from_json")}
+    summary, table = print_report(info, config, records)
     if a.json_out:
-        config = {k: v for k, v in vars(a).items() if k != "json_out"}
         write_json(a.json_out, {"machine": info, "config": config, "records": records,
                                 "summary": [dict(zip(("model", "threads", "engine"), k), **v) for k, v in summary.items()],
                                 "table_markdown": table})

@@ -10,6 +10,7 @@ mod npz;
 use std::time::Instant;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{bail, ensure, format_err};
 
 struct Args {
     model: String,
@@ -18,10 +19,12 @@ struct Args {
     threads: usize,
     runs: usize,
     warmup: usize,
+    max_seconds: Option<f64>,
 }
 
 fn parse_args() -> TractResult<Args> {
-    let mut args = Args { model: String::new(), inputs: None, shapes: vec![], threads: 1, runs: 10, warmup: 2 };
+    let mut args =
+        Args { model: String::new(), inputs: None, shapes: vec![], threads: 1, runs: 10, warmup: 2, max_seconds: None };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format_err!("{name} needs a value"));
@@ -36,9 +39,14 @@ fn parse_args() -> TractResult<Args> {
             "--threads" => args.threads = value("--threads")?.parse()?,
             "--runs" => args.runs = value("--runs")?.parse()?,
             "--warmup" => args.warmup = value("--warmup")?.parse()?,
+            "--max-seconds" => {
+                let v: f64 = value("--max-seconds")?.parse()?;
+                ensure!(v.is_finite() && v > 0.0, "--max-seconds must be a positive number");
+                args.max_seconds = Some(v);
+            }
             "-h" | "--help" => {
                 println!(
-                    "tract-runner MODEL (--inputs FILE.npz | --input-shape NAME=1x3x224x224 ...) [--threads N] [--runs N] [--warmup N]"
+                    "tract-runner MODEL (--inputs FILE.npz | --input-shape NAME=1x3x224x224 ...) [--threads N] [--runs N] [--warmup N] [--max-seconds S]"
                 );
                 std::process::exit(0);
             }
@@ -126,23 +134,28 @@ fn main() -> TractResult<()> {
     eprintln!("tract: prepared {} in {prepare_ms:.1} ms", args.model);
 
     let values: TVec<TValue> = inputs.into_iter().map(|t| t.into_tvalue()).collect();
+    // Same budget rule as `ferry bench --max-seconds`: at least one run of each kind.
+    let over = |since: Instant| args.max_seconds.is_some_and(|b| since.elapsed().as_secs_f64() >= b);
     let mut first_run_ms = None;
-    for _ in 0..args.warmup {
+    let (mut warmup_done, started) = (0, Instant::now());
+    while warmup_done < args.warmup && (warmup_done == 0 || !over(started)) {
         let t = Instant::now();
         runnable.run(values.clone())?;
         first_run_ms.get_or_insert(t.elapsed().as_secs_f64() * 1e3);
+        warmup_done += 1;
     }
-    let mut times = Vec::with_capacity(args.runs);
+    let mut times = Vec::with_capacity(args.runs.min(100_000));
     let cpu_before = process_cpu_ms();
-    for i in 0..args.runs {
+    let started = Instant::now();
+    while times.len() < args.runs && (times.is_empty() || !over(started)) {
         let t = Instant::now();
         runnable.run(values.clone())?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
-        if (i + 1) % 10 == 0 {
-            eprintln!("tract: {} / {} runs", i + 1, args.runs);
+        if times.len() % 10 == 0 {
+            eprintln!("tract: {} / {} runs", times.len(), args.runs);
         }
     }
-    let cpu_ms_per_run = process_cpu_ms().zip(cpu_before).map(|(after, before)| (after - before) / args.runs as f64);
+    let cpu_ms_per_run = process_cpu_ms().zip(cpu_before).map(|(after, before)| (after - before) / times.len() as f64);
     let first_run_ms = first_run_ms.unwrap_or(times[0]);
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     times.sort_by(f64::total_cmp);
@@ -150,8 +163,8 @@ fn main() -> TractResult<()> {
         "engine": "tract",
         "model": args.model,
         "threads": args.threads,
-        "runs": args.runs,
-        "warmup": args.warmup,
+        "runs": times.len(),
+        "warmup": warmup_done,
         "prepare_ms": prepare_ms,
         "first_run_ms": first_run_ms,
         "latency_ms": {"min": times[0], "median": percentile(&times, 0.5), "p90": percentile(&times, 0.9), "mean": mean},

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::Read;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{bail, ensure, format_err};
 
 /// (name, tensor) in the order the archive stores them.
 pub fn read_npz(path: &str) -> TractResult<Vec<(String, Tensor)>> {

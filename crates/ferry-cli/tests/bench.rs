@@ -26,6 +26,8 @@ fn json_report_is_the_last_line_with_the_promised_fields() {
         "--random-inputs",
         "--input-shape",
         "image=2,3,16,16",
+        "--path",
+        "reference",
         "--runs",
         "5",
         "--warmup",
@@ -76,4 +78,45 @@ fn bad_options_are_refused_with_a_message() {
     let no_inputs = ferry(&["bench", &model]);
     assert_eq!(no_inputs.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_inputs.stderr).contains("--random-inputs"));
+}
+
+#[test]
+fn optimized_path_reports_its_path_and_threads() {
+    let model = tiny_cnn();
+    let o = ferry(&[
+        "bench",
+        &model,
+        "--random-inputs",
+        "--input-shape",
+        "image=1,3,16,16",
+        "--path",
+        "optimized",
+        "--threads",
+        "2",
+        "--runs",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["path"], "optimized");
+    assert_eq!(report["threads"], 2);
+    assert!(number(&report["latency_ms"], "median") > 0.0);
+}
+
+#[test]
+fn a_time_budget_cuts_the_runs_short_and_reports_the_count_done() {
+    let model = tiny_cnn();
+    // A budget far below one run: exactly one warm-up and one timed run happen.
+    let args = ["--runs", "1000", "--warmup", "1000", "--max-seconds", "0.000001", "--json"];
+    let mut all = vec!["bench", &model, "--random-inputs", "--input-shape", "image=1,3,16,16"];
+    all.extend(args);
+    let o = ferry(&all);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((report["runs"].as_u64(), report["warmup"].as_u64()), (Some(1), Some(1)), "{report}");
+    let bad = ferry(&["bench", &model, "--random-inputs", "--max-seconds", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
 }

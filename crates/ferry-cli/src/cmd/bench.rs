@@ -2,31 +2,13 @@
 //! (min/median/p90/mean over N timed runs after warm-up runs), and the process's peak memory.
 //! The figures are what bench/run.py compares with onnxruntime and tract.
 
+use super::compare::ExecPath;
 use super::inputs::{self, InputSpec};
 use crate::Refusal;
-use ferry_runtime::{Prepared, Value};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-/// Which execution path to time.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
-pub enum ExecPath {
-    /// The reference runtime: one plain kernel per op, single-threaded (the oracle).
-    Reference,
-    /// The optimized engine (fused, planned, multi-threaded kernels).
-    Optimized,
-}
-
-impl ExecPath {
-    fn name(self) -> &'static str {
-        match self {
-            ExecPath::Reference => "reference",
-            ExecPath::Optimized => "optimized",
-        }
-    }
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,6 +26,10 @@ pub struct Args {
     /// Untimed runs before the timed ones (caches, allocator, thread pool).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     warmup: u32,
+    /// Time budget in seconds for the warm-up runs and again for the timed runs: each stops early
+    /// once its runs have taken this long (after at least one run); the report gives the counts done.
+    #[arg(long, value_name = "SECS", value_parser = parse_budget)]
+    max_seconds: Option<f64>,
     /// Inputs from a .npz archive (keys are input names).
     #[arg(long = "inputs", value_name = "FILE.npz")]
     npz: Option<PathBuf>,
@@ -60,7 +46,7 @@ pub struct Args {
     #[arg(long = "input-shape", value_name = "NAME=DIMS")]
     input_shapes: Vec<String>,
     /// The execution path to time.
-    #[arg(long, value_enum, default_value = "reference")]
+    #[arg(long, value_enum, default_value = "optimized")]
     path: ExecPath,
     /// Print one JSON object (the last stdout line) instead of text.
     #[arg(long)]
@@ -79,22 +65,25 @@ impl Args {
     }
 }
 
-/// One prepared model, whatever path runs it.
-type Runner = Box<dyn Fn(Vec<(String, Value)>) -> Result<Vec<Value>, String>>;
+/// Prepares `model` on the chosen path (the `ferry::prepare` facade); returns the runner and the
+/// threads it really uses (the reference path runs on one; 0 means all cores).
+fn prepare(model: &ferry::Model, path: ExecPath, threads: u16) -> Result<(ferry::Runner, u16), Refusal> {
+    let threads = match (path, threads) {
+        (ExecPath::Reference, _) => 1,
+        (ExecPath::Optimized, 0) => {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(usize::from(u16::MAX)) as u16)
+        }
+        (ExecPath::Optimized, n) => n,
+    };
+    let runner =
+        ferry::prepare(model, &path.prepare_options(usize::from(threads))).map_err(|e| Refusal(e.to_string()))?;
+    Ok((runner, threads))
+}
 
-/// Prepares `model` on the chosen path; returns the runner and the threads it really uses.
-/// The one place that knows the engines, so the optimized path plugs in here.
-fn prepare(model: &ferry::Model, path: ExecPath, threads: u16) -> Result<(Runner, u16), Refusal> {
+fn path_name(path: ExecPath) -> &'static str {
     match path {
-        ExecPath::Reference => {
-            let prepared = Prepared::new(model).map_err(|e| Refusal(e.to_string()))?;
-            let run: Runner = Box::new(move |feeds| prepared.run(feeds).map_err(|e| e.to_string()));
-            Ok((run, 1))
-        }
-        ExecPath::Optimized => {
-            let _ = threads;
-            Err(Refusal("the optimized path is not in this build yet; use --path reference".into()))
-        }
+        ExecPath::Reference => "reference",
+        ExecPath::Optimized => "optimized",
     }
 }
 
@@ -116,26 +105,33 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
     // The first run can carry work an engine defers from prepare (planning for the input shapes):
     // it is reported on its own.
     let mut first_run_ms = None;
-    for k in 0..a.warmup {
+    let budget = a.max_seconds.map(Duration::from_secs_f64);
+    let over_budget = |since: Instant| budget.is_some_and(|b| since.elapsed() >= b);
+    let warmup_started = Instant::now();
+    let mut warmup_done = 0;
+    while warmup_done < a.warmup && (warmup_done == 0 || !over_budget(warmup_started)) {
         let t = Instant::now();
-        runner(feeds.clone()).map_err(|m| Refusal(format!("warm-up run {}: {m}", k + 1)))?;
+        runner.run(feeds.clone()).map_err(|m| Refusal(format!("warm-up run {}: {m}", warmup_done + 1)))?;
         first_run_ms.get_or_insert(ms(t.elapsed()));
-        progress.note(|| format!("warm-up {} / {}", k + 1, a.warmup));
+        warmup_done += 1;
+        progress.note(|| format!("warm-up {warmup_done} / {}", a.warmup));
     }
     let mut times_ms = Vec::with_capacity(a.runs as usize);
     let cpu_before = process_cpu_time();
-    for k in 0..a.runs {
+    let timed_started = Instant::now();
+    while times_ms.len() < a.runs as usize && (times_ms.is_empty() || !over_budget(timed_started)) {
         let run_feeds = feeds.clone();
         let t = Instant::now();
-        let outputs = runner(run_feeds).map_err(|m| Refusal(format!("run {}: {m}", k + 1)))?;
+        let outputs = runner.run(run_feeds).map_err(|m| Refusal(format!("run {}: {m}", times_ms.len() + 1)))?;
         times_ms.push(ms(t.elapsed()));
         drop(outputs);
-        progress.note(|| format!("run {} / {}: {:.1} ms", k + 1, a.runs, times_ms[k as usize]));
+        progress.note(|| format!("run {} / {}: {:.1} ms", times_ms.len(), a.runs, times_ms[times_ms.len() - 1]));
     }
+    let runs_done = times_ms.len() as u32;
     // CPU time says how much work a run is even when other processes share the cores (wall time
     // then stretches); with several threads it is the sum over them, spinning included.
     let cpu_ms_per_run = match (cpu_before, process_cpu_time()) {
-        (Some(before), Some(after)) => Some(ms(after.saturating_sub(before)) / f64::from(a.runs)),
+        (Some(before), Some(after)) => Some(ms(after.saturating_sub(before)) / f64::from(runs_done)),
         _ => None,
     };
     let first_run_ms = first_run_ms.unwrap_or(times_ms[0]);
@@ -147,10 +143,10 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         let report = json!({
             "engine": "ferry",
             "model": a.model.display().to_string(),
-            "path": a.path.name(),
+            "path": path_name(a.path),
             "threads": threads,
-            "runs": a.runs,
-            "warmup": a.warmup,
+            "runs": runs_done,
+            "warmup": warmup_done,
             "load_ms": ms(load),
             "prepare_ms": prepare_ms,
             "first_run_ms": first_run_ms,
@@ -162,12 +158,12 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         println!("{report}");
     } else {
         println!("model     {}", a.model.display());
-        println!("path      {} ({threads} thread{})", a.path.name(), if threads == 1 { "" } else { "s" });
+        println!("path      {} ({threads} thread{})", path_name(a.path), if threads == 1 { "" } else { "s" });
         println!("prepare   {prepare_ms:.1} ms (load {:.1} ms + prepare {:.1} ms)", ms(load), ms(prepare_only));
         println!("first run {first_run_ms:.2} ms");
         println!(
             "latency   min {:.2} ms  median {:.2} ms  p90 {:.2} ms  mean {:.2} ms  ({} runs after {} warm-up)",
-            latency.min, latency.median, latency.p90, latency.mean, a.runs, a.warmup
+            latency.min, latency.median, latency.p90, latency.mean, runs_done, warmup_done
         );
         if let Some(cpu) = cpu_ms_per_run {
             println!("cpu       {cpu:.2} ms per run (process CPU time, all threads)");
@@ -178,6 +174,13 @@ pub fn run(a: Args) -> Result<ExitCode, Refusal> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds between 0 and 1000000")),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
