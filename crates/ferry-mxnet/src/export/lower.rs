@@ -331,7 +331,7 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
         Op::EyeLike { .. } => no("MXNet has no EyeLike"),
         Op::RandomNormal { .. } | Op::RandomUniform { .. } => no("random ops are not lowered"),
         Op::IsInf { .. } => no("MXNet 1.x has no isinf"),
-        Op::GatherElements { .. } => no("GatherElements is not lowered (pick covers only one index per row)"),
+        Op::GatherElements { axis } => gather_elements(c, n, *axis),
         Op::ScatterElements { .. } | Op::ScatterNd { .. } => no("scatter ops are not lowered"),
         Op::Trilu { .. } => no("Trilu is not lowered"),
         Op::Compress { .. } | Op::NonZero | Op::Unique { .. } => no("data-dependent output shapes"),
@@ -764,6 +764,23 @@ fn squeezed_outputs<'a>(c: &Cx<'a>, split: &Node, axis: i64) -> Option<Vec<&'a N
         out.push(reader);
     }
     Some(out)
+}
+
+/// One index per row along `axis` (the index has size 1 there, the data's size elsewhere) is
+/// MXNet's pick with keepdims; "wrap" reads negative indices from the end, as ONNX does.
+fn gather_elements(c: &mut Cx, n: &Node, axis: i64) -> R {
+    let (xs, is) = (c.in_shape(n, 0), c.in_shape(n, 1));
+    let (Some(xs), Some(is)) = (xs, is) else { return no("GatherElements needs known shapes") };
+    let a = norm_axis(axis, Some(xs.len()))? as usize;
+    let one_per_row = xs.len() == is.len() && (0..xs.len()).all(|k| if k == a { is[k] == 1 } else { is[k] == xs[k] });
+    if !one_per_row {
+        return no("GatherElements is lowered only as pick: one index per row along the axis");
+    }
+    let (x, i) = (c.input(n, 0)?, c.input(n, 1)?);
+    let i = c.tmp(n, "squeeze", "index_rows", vec![("axis", tuple(&[a]))], &[i]);
+    let attrs = vec![("axis", a.to_string()), ("keepdims", "True".into()), ("mode", "wrap".into())];
+    c.out(n, "pick", attrs, &[x, i]);
+    Ok(())
 }
 
 /// 4-D resizes over height and width: nearest with whole-number scales (asymmetric, floor) is
