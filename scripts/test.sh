@@ -51,6 +51,9 @@ echo "== the same, ferry run on the optimized engine"
 $PY tests/mxnet/compare_onnx.py target/release/ferry -q --run --path optimized | tee target/mxnet-run-optimized.txt
 echo "== the same, through ferry's MXNet export first (MXNet -> MXNet files -> ONNX)"
 $PY tests/mxnet/compare_onnx.py target/release/ferry -q --via-mxnet | tee target/mxnet-via-mxnet.txt
+echo "== extra detection cases recorded from MXNet 1.9.1 (tests/mxnet/recorded): ONNX and ferry run"
+$PY tests/mxnet/compare_onnx.py target/release/ferry -q --shared tests/mxnet/recorded --expected tests/mxnet/recorded/expected.txt
+$PY tests/mxnet/compare_onnx.py target/release/ferry -q --run --shared tests/mxnet/recorded --expected tests/mxnet/recorded/expected.txt
 echo "== ONNX backend node models through the MXNet export and back (ONNX -> MXNet -> ONNX)"
 $PY tests/mxnet/onnx_via_mxnet.py target/release/ferry -q | tee target/onnx-via-mxnet.txt
 

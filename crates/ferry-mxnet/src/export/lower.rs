@@ -252,9 +252,34 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
             if p.dilations.iter().any(|d| *d != 1) {
                 return no("MXNet's Pooling has no dilation");
             }
+            if !c.in_dtype(n, 0).is_some_and(|d| d.is_float()) {
+                return no("MXNet's Pooling takes floating-point data only");
+            }
+            if let PoolKind::Lp(k) = p.kind {
+                // Checked in MXNet 1.9.1: its lp pooling agrees for 2-D windows without padding
+                // and p of 1 to 3 (it refuses larger p; 1-D, 3-D and padded windows differ).
+                let unpadded = matches!(&p.pads, AutoPad::Valid)
+                    || matches!(&p.pads, AutoPad::Explicit(v) if v.iter().all(|x| *x == 0));
+                if p.kernel_shape.len() != 2 || !(1..=3).contains(&k) || !unpadded {
+                    return no("MXNet's lp pooling matches only 2-D unpadded windows with p of 1 to 3");
+                }
+            }
             let x = c.input(n, 0)?;
             let nsp = p.kernel_shape.len();
             let pads = sym_pads(c, n, &p.pads, &p.kernel_shape, &p.strides, &[], nsp)?;
+            if p.ceil_mode {
+                // MXNet's "full" convention keeps a last window that starts in the padding;
+                // ONNX drops it.
+                let (i, o) = (c.in_shape(n, 0), c.out_shape(n, 0));
+                let (Some(i), Some(o)) = (i, o) else { return no("ceil_mode pooling needs known shapes") };
+                for a in 0..nsp {
+                    let st = p.strides.get(a).copied().unwrap_or(1).max(1);
+                    let span = (i[2 + a] + 2 * pads[a]).saturating_sub(p.kernel_shape[a]);
+                    if span.div_ceil(st) + 1 != o[2 + a] {
+                        return no("ceil_mode here drops a window that MXNet's full convention keeps");
+                    }
+                }
+            }
             let mut attrs = vec![
                 ("kernel", tuple(&p.kernel_shape)),
                 ("stride", tuple(&ones_if_empty(&p.strides, nsp))),
@@ -306,7 +331,7 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
         Op::EyeLike { .. } => no("MXNet has no EyeLike"),
         Op::RandomNormal { .. } | Op::RandomUniform { .. } => no("random ops are not lowered"),
         Op::IsInf { .. } => no("MXNet 1.x has no isinf"),
-        Op::GatherElements { .. } => no("GatherElements is not lowered (pick covers only one index per row)"),
+        Op::GatherElements { axis } => gather_elements(c, n, *axis),
         Op::ScatterElements { .. } | Op::ScatterNd { .. } => no("scatter ops are not lowered"),
         Op::Trilu { .. } => no("Trilu is not lowered"),
         Op::Compress { .. } | Op::NonZero | Op::Unique { .. } => no("data-dependent output shapes"),
@@ -553,7 +578,21 @@ fn binary(c: &mut Cx, n: &Node, b: BinaryOp) -> R {
             c.out(n, op, vec![("scalar", s)], &[x]);
         }
         None => {
-            let (x, y) = (c.input(n, 0)?, c.input(n, 1)?);
+            if c.in_dtype(n, 0) != c.in_dtype(n, 1) {
+                return no("MXNet's broadcast ops need operands of one element type");
+            }
+            let (mut x, mut y) = (c.input(n, 0)?, c.input(n, 1)?);
+            // MXNet 1.x broadcasts only between operands of the same rank: lead with unit axes.
+            // (A 0-d value is stored with shape (1,): MXNet 1.x has no 0-d arrays.)
+            if let (Some(rx), Some(ry)) = (c.in_rank(n, 0).map(|r| r.max(1)), c.in_rank(n, 1).map(|r| r.max(1))) {
+                let attrs = || vec![("axis", "0".to_string())];
+                for _ in rx..ry {
+                    x = c.tmp(n, "expand_dims", "lhs_rank", attrs(), &[x]);
+                }
+                for _ in ry..rx {
+                    y = c.tmp(n, "expand_dims", "rhs_rank", attrs(), &[y]);
+                }
+            }
             // MXNet's comparisons give 0/1 in the operands' type, which stands for bool here.
             c.out(n, bcast, vec![], &[x, y]);
         }
@@ -727,6 +766,23 @@ fn squeezed_outputs<'a>(c: &Cx<'a>, split: &Node, axis: i64) -> Option<Vec<&'a N
     Some(out)
 }
 
+/// One index per row along `axis` (the index has size 1 there, the data's size elsewhere) is
+/// MXNet's pick with keepdims; "wrap" reads negative indices from the end, as ONNX does.
+fn gather_elements(c: &mut Cx, n: &Node, axis: i64) -> R {
+    let (xs, is) = (c.in_shape(n, 0), c.in_shape(n, 1));
+    let (Some(xs), Some(is)) = (xs, is) else { return no("GatherElements needs known shapes") };
+    let a = norm_axis(axis, Some(xs.len()))? as usize;
+    let one_per_row = xs.len() == is.len() && (0..xs.len()).all(|k| if k == a { is[k] == 1 } else { is[k] == xs[k] });
+    if !one_per_row {
+        return no("GatherElements is lowered only as pick: one index per row along the axis");
+    }
+    let (x, i) = (c.input(n, 0)?, c.input(n, 1)?);
+    let i = c.tmp(n, "squeeze", "index_rows", vec![("axis", tuple(&[a]))], &[i]);
+    let attrs = vec![("axis", a.to_string()), ("keepdims", "True".into()), ("mode", "wrap".into())];
+    c.out(n, "pick", attrs, &[x, i]);
+    Ok(())
+}
+
 /// 4-D resizes over height and width: nearest with whole-number scales (asymmetric, floor) is
 /// UpSampling; linear with align_corners or (pytorch_)half_pixel is BilinearResize2D.
 fn resize(c: &mut Cx, n: &Node, r: &ferry_ir::ops::Resize) -> R {
@@ -738,6 +794,20 @@ fn resize(c: &mut Cx, n: &Node, r: &ferry_ir::ops::Resize) -> R {
     }
     if r.antialias || r.axes.as_ref().is_some_and(|a| a.iter().any(|a| !matches!(a, 2 | 3 | -1 | -2))) {
         return no("antialiased resizes are not lowered");
+    }
+    for k in [2, 3] {
+        if n.inputs.get(k).copied().flatten().is_some() && c.const_of(n, k).is_none() {
+            return no("MXNet's resize sizes are attributes: scales and sizes must be constant");
+        }
+    }
+    // With scales, ONNX maps coordinates by the scale itself: MXNet's sizes agree only when each
+    // scale is exactly output / input.
+    if let Some(t) = c.const_of(n, 2).filter(|t| t.numel() > 0) {
+        let sc = t.to_f64_vec().map_err(|e| e.to_string())?;
+        let exact = sc.len() == 4 && (2..4).all(|k| sc[k] * i[k] as f64 == o[k] as f64);
+        if !exact {
+            return no("a scale that is not output size / input size is not lowered");
+        }
     }
     match r.mode.as_str() {
         "nearest" => {

@@ -118,7 +118,7 @@ impl<'a> Cx<'a> {
             return Ok(*e);
         }
         if let Some(t) = self.consts.get(&v).copied() {
-            if dtype_flag(t.dtype).is_none() {
+            if dtype_flag(t.dtype).is_none() || !computes_with(t.dtype) {
                 return Err(format!("MXNet has no {} arrays (constant '{}')", t.dtype, self.g.values[v].name));
             }
             let e = self.param(&self.g.values[v].name.clone(), t);
@@ -207,6 +207,12 @@ impl<'a> Cx<'a> {
     }
 }
 
+/// Element types MXNet 1.9's operators compute with. Its files can also hold bool, int16 and
+/// unsigned types wider than 8 bits, but its operators and Python frontend reject them.
+fn computes_with(d: DType) -> bool {
+    matches!(d, DType::F32 | DType::F64 | DType::F16 | DType::U8 | DType::I8 | DType::I32 | DType::I64)
+}
+
 /// The error of a value whose producer could not be lowered: not reported again.
 const DEPENDENT: &str = "\u{0}dependent";
 
@@ -268,12 +274,15 @@ pub fn export_model(model: &Model) -> Result<(Symbol, ParamsFile)> {
         let val = &g.values[v];
         let mut attrs = Vec::new();
         if let Some(d) = val.ty.dtype() {
-            match dtype_flag(d) {
+            match dtype_flag(d).filter(|_| computes_with(d)) {
                 Some(f) => attrs.push(("__dtype__", f.to_string())),
-                None => problems.push(format!("input '{}': MXNet has no {d} arrays", val.name)),
+                None => problems.push(format!("input '{}': MXNet 1.9's operators take no {d} arrays", val.name)),
             }
         }
         if let Some(s) = val.ty.shape() {
+            if s.rank() == 0 {
+                problems.push(format!("input '{}': MXNet 1.x has no 0-d arrays", val.name));
+            }
             let dims: Vec<u64> = s.dims().iter().map(|d| d.known().unwrap_or(0)).collect();
             attrs.push(("__shape__", tuple(&dims)));
         }
@@ -289,7 +298,14 @@ pub fn export_model(model: &Model) -> Result<(Symbol, ParamsFile)> {
         problems.push("the graph reads values of an enclosing graph".into());
     }
     for n in &g.nodes {
-        if let Err(why) = lower::lower(&mut cx, n) {
+        let empty = n.outputs.iter().flatten().any(|v| cx.shape_of(*v).is_some_and(|s| s.contains(&0)));
+        let lowered = if empty {
+            // MXNet 1.x reads a 0 in a shape as "unknown": it cannot hold empty arrays.
+            Err("an output has a dimension of size 0, which MXNet 1.x reads as unknown".to_string())
+        } else {
+            lower::lower(&mut cx, n)
+        };
+        if let Err(why) = lowered {
             if why != DEPENDENT {
                 let name = if n.name.is_empty() { "(unnamed)" } else { n.name.as_str() };
                 problems.push(format!("node '{name}' ({}): {why}", n.op.name()));

@@ -86,6 +86,7 @@ pub const WRITTEN_OPS: &[&str] = &[
     "norm",
     "one_hot",
     "ones_like",
+    "pick",
     "prod",
     "reciprocal",
     "relu",
