@@ -5,7 +5,7 @@ use super::{Cx, Ent, bool_attr, dtype_name, float_attr, tuple};
 use ferry_ir::ops::{AutoPad, BinaryOp, PadMode, PoolKind, ReduceKind, UnaryOp};
 use ferry_ir::{DType, Node, Op};
 
-type R = std::result::Result<(), String>;
+pub(crate) type R = std::result::Result<(), String>;
 
 fn no(why: &str) -> R {
     Err(why.to_string())
@@ -341,7 +341,7 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
             no("quantized ops are not lowered")
         }
         Op::Einsum { .. } => no("MXNet 1.x has no einsum outside the numpy namespace"),
-        Op::Rnn(_) => no("RNN is not lowered (MXNet's fused RNN packs its weights differently)"),
+        Op::Rnn(r) => super::rnn::rnn(c, n, r),
         Op::NonMaxSuppression { .. } => no("NonMaxSuppression is not lowered"),
         Op::Attention(_) => no("Attention is not lowered"),
         Op::StringConcat

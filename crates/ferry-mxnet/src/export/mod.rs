@@ -4,6 +4,7 @@
 //! cannot express is reported, all of them, in one error.
 
 mod lower;
+mod rnn;
 mod written;
 
 pub use written::WRITTEN_OPS;
@@ -299,9 +300,13 @@ pub fn export_model(model: &Model) -> Result<(Symbol, ParamsFile)> {
     }
     for n in &g.nodes {
         let empty = n.outputs.iter().flatten().any(|v| cx.shape_of(*v).is_some_and(|s| s.contains(&0)));
+        let too_deep = n.inputs.iter().chain(&n.outputs).flatten().any(|v| cx.rank_of(*v).is_some_and(|r| r > 6));
         let lowered = if empty {
             // MXNet 1.x reads a 0 in a shape as "unknown": it cannot hold empty arrays.
             Err("an output has a dimension of size 0, which MXNet 1.x reads as unknown".to_string())
+        } else if too_deep {
+            // Checked in MXNet 1.9.1: its slicing refuses 7 dimensions ("ndim=7 too large").
+            Err("a value has more than 6 dimensions, more than MXNet 1.9's operators take".to_string())
         } else {
             lower::lower(&mut cx, n)
         };
@@ -314,6 +319,10 @@ pub fn export_model(model: &Model) -> Result<(Symbol, ParamsFile)> {
     }
     let mut heads = Vec::new();
     for &o in &g.outputs {
+        if g.values[o].ty.shape().is_some_and(|s| s.rank() == 0) {
+            problems.push(format!("graph output '{}': MXNet 1.x has no 0-d arrays", g.values[o].name));
+            continue;
+        }
         match cx.ent(o) {
             Ok(e) => heads.push(e),
             Err(why) if why == DEPENDENT => {}
@@ -348,7 +357,14 @@ pub fn export_model(model: &Model) -> Result<(Symbol, ParamsFile)> {
     for (k, &o) in g.outputs.iter().enumerate() {
         let (node, idx) = heads[k];
         let name = &g.values[o].name;
-        let want = if cx.n_out[node] > 1 { format!("_output{idx}") } else { "_output".to_string() };
+        let want = match (cx.nodes[node].op.as_str(), idx) {
+            // MXNet lists the fused RNN's outputs by role, not by number.
+            ("RNN", 0) => "_output".to_string(),
+            ("RNN", 1) => "_state_output".to_string(),
+            ("RNN", _) => "_statecell_output".to_string(),
+            _ if cx.n_out[node] > 1 => format!("_output{idx}"),
+            _ => "_output".to_string(),
+        };
         if let Some(base) = name.strip_suffix(want.as_str()) {
             if cx.nodes[node].op != "null" && cx.nodes[node].name != base && !base.is_empty() && !cx.used.contains(base)
             {
