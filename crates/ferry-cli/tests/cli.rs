@@ -6,8 +6,25 @@ use prost::Message;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Every run here is limited to 4 GiB of address space, as the hostile-file contract says: a
+/// file that lies about sizes must be refused before anything that large is reserved.
+const ADDRESS_SPACE_LIMIT: u64 = 4 << 30;
+
 fn ferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry")).args(args).output().expect("ferry runs")
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args);
+    // SAFETY: setrlimit is async-signal-safe and touches nothing of the parent's state.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: ADDRESS_SPACE_LIMIT, rlim_max: ADDRESS_SPACE_LIMIT };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("ferry runs")
 }
 
 fn code(o: &Output) -> i32 {
@@ -202,13 +219,28 @@ fn custom_ops_are_kept_and_reported() {
 
 /// Every command must end with exit 1 and a message on a bad file: never a panic (101).
 fn assert_refused(path: &Path, what: &str) {
+    assert_refused_with(path, &[], what, "");
+}
+
+/// `check`, `convert` and `run` exit 1 with a message (containing `expect`, when given) and no
+/// panic; `convert` leaves no output; `inspect` may succeed. `extra` goes to every command.
+fn assert_refused_with(path: &Path, extra: &[&str], what: &str, expect: &str) {
     let out = path.with_extension("out.onnx");
-    for args in [vec!["check", s(path)], vec!["convert", s(path), "-o", s(&out)]] {
+    let commands =
+        [vec!["check", s(path)], vec!["convert", s(path), "-o", s(&out)], vec!["run", s(path), "--random-inputs"]];
+    for mut args in commands {
+        args.extend_from_slice(extra);
         let o = ferry(&args);
-        assert_eq!(code(&o), 1, "{what}: {:?} exited {:?}: {}", args, o.status, stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(code(&o), 1, "{what}: {:?} exited {:?}: {err}", args, o.status);
+        assert!(!err.contains("panicked"), "{what}: {args:?} panicked: {err}");
+        let said = format!("{err}{}", String::from_utf8_lossy(&o.stdout));
+        assert!(said.contains(expect), "{what}: {args:?} should say '{expect}', said: {said}");
         assert!(!out.exists(), "{what}: partial output written");
     }
-    let o = ferry(&["inspect", s(path)]);
+    let mut args = vec!["inspect", s(path)];
+    args.extend_from_slice(extra);
+    let o = ferry(&args);
     assert!(matches!(code(&o), 0 | 1), "{what}: inspect exited {:?}: {}", o.status, stderr(&o));
 }
 
@@ -407,4 +439,71 @@ fn run_refuses_absurd_tensors_before_allocating_them() {
     let o = ferry(&["run", s(&p), "--random-inputs"]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("FERRY_MAX_TENSOR_BYTES"), "{}", stderr(&o));
+}
+
+/// The bundled MXNet example (recorded from real MXNet 1.9.1), copied into `dir` under `prefix`.
+fn mxnet_example(dir: &Path, prefix: &str) -> (PathBuf, Vec<u8>, Vec<u8>) {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mxnet");
+    let symbol = std::fs::read(ex.join("tiny_resnet-symbol.json")).unwrap();
+    let params = std::fs::read(ex.join("tiny_resnet-0000.params")).unwrap();
+    let path = dir.join(format!("{prefix}-symbol.json"));
+    std::fs::write(&path, &symbol).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-0000.params")), &params).unwrap();
+    (path, symbol, params)
+}
+
+#[test]
+fn hostile_mxnet_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = ["--input-shape", "data=1,3,16,16"];
+    let (good, symbol, params) = mxnet_example(dir.path(), "good");
+    let o = ferry(&["run", s(&good), "--random-inputs", "--input-shape", "data=1,3,16,16"]);
+    assert_eq!(code(&o), 0, "the untouched example must run: {}", stderr(&o));
+
+    let text = String::from_utf8(symbol.clone()).unwrap();
+    let symbol_cases: Vec<(&str, String, &str)> = vec![
+        ("not JSON", "{\"nodes\": [".to_string(), "JSON"),
+        ("dangling node id", text.replacen("[[0, 0, 0]", "[[999, 0, 0]", 1), "999"),
+        ("a node that reads itself (cycle)", text.replacen("[[0, 0, 0]", "[[3, 0, 0]", 1), "node"),
+    ];
+    for (what, body, expect) in symbol_cases {
+        let (p, _, _) = mxnet_example(dir.path(), "sym");
+        std::fs::write(&p, body).unwrap();
+        assert_refused_with(&p, &shape, what, expect);
+    }
+
+    // .params: truncated at many offsets, and a header that lies about the array count.
+    let step = (params.len() / 25).max(1);
+    for cut in (1..params.len()).step_by(step) {
+        let (p, _, _) = mxnet_example(dir.path(), "cut");
+        std::fs::write(dir.path().join("cut-0000.params"), &params[..cut]).unwrap();
+        assert_refused_with(&p, &shape, &format!(".params truncated at {cut}"), "params");
+    }
+    let mut lying = params.clone();
+    // Header: u64 magic, u64 reserved, then u64 array count.
+    lying[16..24].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let (p, _, _) = mxnet_example(dir.path(), "lie");
+    std::fs::write(dir.path().join("lie-0000.params"), &lying).unwrap();
+    assert_refused_with(&p, &shape, ".params claiming 2^60 arrays", "params");
+}
+
+#[test]
+fn an_npy_input_declaring_terabytes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _, _) = mxnet_example(dir.path(), "good");
+    let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000, 1000), }".to_string();
+    while !(h.len() + 11).is_multiple_of(64) {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    npy.extend_from_slice(h.as_bytes());
+    npy.extend_from_slice(&[0u8; 64]);
+    let input = dir.path().join("huge.npy");
+    std::fs::write(&input, npy).unwrap();
+    let arg = format!("data={}", input.display());
+    let o = ferry(&["run", s(&good), "--input", &arg]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("huge.npy"), "{}", stderr(&o));
 }

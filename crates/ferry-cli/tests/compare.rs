@@ -153,11 +153,12 @@ fn run_takes_a_path_and_threads() {
         assert_eq!(code(&o), 0, "{}", text(&o));
         outs.push(json(&o)["outputs"].clone());
     }
-    let (r, o) = (&outs[0][0], &outs[1][0]);
-    assert_eq!((&r["shape"], &r["dtype"]), (&o["shape"], &o["dtype"]));
+    // Same dtype and shape; statistics equal up to float rounding (fused kernels sum in another order).
+    let (a, b) = (&outs[0][0], &outs[1][0]);
+    assert_eq!((&a["dtype"], &a["shape"]), (&b["dtype"], &b["shape"]));
     for stat in ["min", "max", "mean"] {
-        let (a, b) = (r[stat].as_f64().unwrap(), o[stat].as_f64().unwrap());
-        assert!((a - b).abs() <= 1e-5, "{stat}: reference {a}, optimized {b}");
+        let (x, y) = (a[stat].as_f64().unwrap(), b[stat].as_f64().unwrap());
+        assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{stat}: {x} vs {y}");
     }
 }
 

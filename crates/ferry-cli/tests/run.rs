@@ -229,3 +229,26 @@ fn expect_checks_outputs_against_mxnet_recordings() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL output 0"), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// The whole-run ceiling: a run that would hold more intermediate bytes at once than
+/// FERRY_MAX_PLAN_BYTES is refused on both paths, naming the limit; under it, the run goes on.
+#[test]
+fn the_run_ceiling_is_enforced_on_both_paths() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tiny_cnn.onnx");
+    for path in ["reference", "optimized"] {
+        let run = |limit: &str| {
+            Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .args(["run", model.to_str().unwrap(), "--random-inputs", "--input-shape", "image=64,3,16,16"])
+                .args(["--path", path])
+                .env("FERRY_MAX_PLAN_BYTES", limit)
+                .output()
+                .unwrap()
+        };
+        let o = run("100000");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{path}: {err}");
+        assert!(err.contains("FERRY_MAX_PLAN_BYTES"), "{path}: {err}");
+        let o = run("100000000");
+        assert!(o.status.success(), "{path}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}

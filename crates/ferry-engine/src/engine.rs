@@ -186,7 +186,10 @@ impl Engine {
         let facts = facts::analyze(&self.graph, &signature)?;
         let cx = Cx::new(&self.graph, &facts);
         let lowered = lower::lower(&cx);
+        let scratch_bytes = lowered.scratch_len as u64 * 4;
         let plan = Plan::new(&self.graph, facts.clone(), lowered.steps, lowered.folded, lowered.scratch_len);
+        ferry_runtime::limits::check_plan(plan.stats.arena_bytes as u64 + scratch_bytes, "the execution plan")
+            .map_err(RunError::Input)?;
         let e = Arc::new(Entry::Plan(plan));
         plans.insert(signature, e.clone());
         Ok(e)

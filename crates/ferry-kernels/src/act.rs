@@ -1,5 +1,7 @@
 //! Element-wise activations, fused into GEMM/conv epilogues or run on their own.
 
+use crate::fastmath;
+use crate::isa::multiversion;
 use crate::pool::{PAR_MIN_ELEMS, Pool};
 
 /// An activation applied element-wise (ONNX semantics).
@@ -44,66 +46,71 @@ pub fn act_inplace(pool: &Pool, act: Act, x: &mut [f32]) {
     }
 }
 
-/// Applies `act` to a slice on the calling thread.
-pub(crate) fn apply_slice(act: Act, x: &mut [f32]) {
+multiversion! {
+    /// Applies `act` to a slice on the calling thread (one vectorized loop per activation).
+    pub(crate) fn apply_slice / apply_slice_with(act: Act, x: &mut [f32]) {
+        apply_inline(act, x)
+    }
+}
+
+/// The body of [`apply_slice`], for other multiversioned loops to inline.
+#[inline(always)]
+pub(crate) fn apply_inline(act: Act, x: &mut [f32]) {
     match act {
         Act::None => {}
-        Act::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
-        _ => x.iter_mut().for_each(|v| *v = apply(act, *v)),
+        Act::Relu => x.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
+        Act::LeakyRelu(alpha) => x.iter_mut().for_each(|v| *v = if *v < 0.0 { alpha * *v } else { *v }),
+        Act::Clip { min, max } => x.iter_mut().for_each(|v| {
+            // NaN passes through; with min > max everything becomes max (as numpy's clip does).
+            let t = if *v < min { min } else { *v };
+            *v = if t > max { max } else { t };
+        }),
+        Act::Sigmoid => x.iter_mut().for_each(|v| *v = fastmath::sigmoid(*v)),
+        Act::Tanh => x.iter_mut().for_each(|v| *v = fastmath::tanh(*v)),
+        Act::Gelu => x.iter_mut().for_each(|v| *v = gelu(*v)),
+        Act::GeluTanh => x.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
+        Act::HardSigmoid { alpha, beta } => x.iter_mut().for_each(|v| *v = (alpha * *v + beta).clamp(0.0, 1.0)),
+        Act::HardSwish => x.iter_mut().for_each(|v| *v *= (*v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
+        Act::Silu => x.iter_mut().for_each(|v| *v *= fastmath::sigmoid(*v)),
     }
 }
 
-/// One element.
-pub(crate) fn apply(act: Act, x: f32) -> f32 {
-    match act {
-        Act::None => x,
-        Act::Relu => x.max(0.0),
-        Act::LeakyRelu(alpha) => {
-            if x >= 0.0 {
-                x
-            } else {
-                alpha * x
+/// `0.5 x erfc(-x / sqrt 2)`: the same as `0.5 x (1 + erf(x / sqrt 2))` without cancelling for
+/// large negative x.
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * fastmath::erfc(-x * std::f32::consts::FRAC_1_SQRT_2)
+}
+
+/// `0.5 (1 + tanh u) = sigmoid(2u)`, which does not cancel for large negative x.
+#[inline(always)]
+fn gelu_tanh(x: f32) -> f32 {
+    let u = 0.797_884_6 * (x + 0.044715 * x * x * x);
+    x * fastmath::sigmoid(2.0 * u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Act, apply_slice_with};
+
+    /// Every ISA level computes the same activations (the dispatch is invisible): the integration
+    /// tests check the chosen level against f64 references, this checks the others against it.
+    #[test]
+    fn every_isa_level_agrees() {
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.037).chain([f32::NAN, 1e30, -1e30]).collect();
+        let acts = [Act::Relu, Act::Sigmoid, Act::Tanh, Act::Gelu, Act::GeluTanh, Act::Silu, Act::HardSwish];
+        for act in acts {
+            let levels = crate::isa::available();
+            let mut first = x.clone();
+            apply_slice_with(levels[0], act, &mut first);
+            for &level in &levels[1..] {
+                let mut got = x.clone();
+                apply_slice_with(level, act, &mut got);
+                for (i, (a, b)) in first.iter().zip(&got).enumerate() {
+                    let same = a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-6 * a.abs();
+                    assert!(same, "{act:?} {level:?} element {i}: {b} vs {a}");
+                }
             }
         }
-        Act::Clip { min, max } => x.max(min).min(max),
-        Act::Sigmoid => sigmoid(x),
-        Act::Tanh => x.tanh(),
-        // The scaling happens in f64: erfc's tail magnifies the rounding of its argument ~2z^2 times.
-        Act::Gelu => (0.5 * x as f64 * erfc(-x as f64 * std::f64::consts::FRAC_1_SQRT_2)) as f32,
-        Act::GeluTanh => {
-            // 0.5 (1 + tanh u) = sigmoid(2u), which does not cancel for large negative x.
-            let inner = 0.797_884_6 * (x + 0.044715 * x * x * x);
-            x * sigmoid(2.0 * inner)
-        }
-        Act::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
-        Act::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
-        Act::Silu => x * sigmoid(x),
     }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    // exp of a non-positive argument never overflows, so both branches stay finite.
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// The complementary error function with a relative error below ~1.2e-7 everywhere (a Chebyshev
-/// fit of `erfc(z) exp(z^2)`, evaluated in f64). Gelu uses `erfc(-x/sqrt 2)` rather than `1 + erf`,
-/// which keeps the relative error small for large negative `x` too.
-pub(crate) fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 { r } else { 2.0 - r }
 }

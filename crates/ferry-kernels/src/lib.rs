@@ -7,7 +7,10 @@
 
 mod act;
 mod conv;
+mod fastmath;
+mod gather;
 mod gemm;
+mod isa;
 mod pool;
 mod pool2d;
 mod rows;

@@ -1,5 +1,6 @@
 //! Max, average and global average pooling over NCHW planes.
 
+use crate::isa::multiversion;
 use crate::pool::Pool;
 
 /// The geometry of a 2-D pooling window over `c` planes of `h x w`.
@@ -66,26 +67,66 @@ fn check(s: &Pool2dShape, input: &[f32], out: &[f32]) -> (usize, usize) {
     (oh, ow)
 }
 
-/// Max pooling; padding never wins. A window that sees no input at all gives NaN.
+/// Max pooling; padding never wins. A window's first value seeds its maximum and a later number
+/// replaces a NaN seed; a window that sees no input at all gives NaN.
 pub fn max_pool2d(pool: &Pool, s: &Pool2dShape, input: &[f32], out: &mut [f32]) {
     let (oh, ow) = check(s, input, out);
     let (hw, ohw) = (s.h * s.w, oh * ow);
+    // Per kx: the output columns whose input column is inside the row, and that first input column.
+    let ranges: Vec<(usize, usize, usize)> = (0..s.kw)
+        .map(|kx| {
+            let off = (kx * s.dilation[1]) as isize - s.pads[1] as isize;
+            let (lo, hi) = crate::conv::valid_range(off, s.stride[1], s.w, ow);
+            (lo, hi, (lo as isize * s.stride[1] as isize + off).max(0) as usize)
+        })
+        .collect();
     pool.for_each_chunk_mut(&mut out[..s.c * ohw], ohw.max(1), |c, dst| {
-        let plane = &input[c * hw..(c + 1) * hw];
+        max_plane(s, &ranges, &input[c * hw..(c + 1) * hw], oh, ow, dst);
+    });
+}
+
+multiversion! {
+    /// One plane, one output row at a time: each (ky, kx) tap updates a contiguous run of outputs.
+    fn max_plane / max_plane_with(
+        s: &Pool2dShape,
+        ranges: &[(usize, usize, usize)],
+        plane: &[f32],
+        oh: usize,
+        ow: usize,
+        dst: &mut [f32],
+    ) {
         for oy in 0..oh {
-            for ox in 0..ow {
-                let mut best = f32::NAN;
-                window(s, oy, ox, |iy, ix| {
-                    let v = plane[iy * s.w + ix];
-                    // The first value seeds the max; a later number replaces a NaN seed.
-                    if best.is_nan() || v > best {
-                        best = v;
+            let out = &mut dst[oy * ow..(oy + 1) * ow];
+            out.fill(f32::NAN);
+            for ky in 0..s.kh {
+                let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pads[0] as isize;
+                if iy < 0 || iy as usize >= s.h {
+                    continue;
+                }
+                let src = &plane[iy as usize * s.w..(iy as usize + 1) * s.w];
+                for &(lo, hi, first) in ranges {
+                    if lo >= hi {
+                        continue;
                     }
-                });
-                dst[oy * ow + ox] = best;
+                    let o = &mut out[lo..hi];
+                    let better = |best: f32, v: f32| if best.is_nan() || v > best { v } else { best };
+                    if s.stride[1] == 1 {
+                        for (b, &v) in o.iter_mut().zip(&src[first..first + (hi - lo)]) {
+                            *b = better(*b, v);
+                        }
+                    } else if s.stride[1] == 2 {
+                        for (b, pair) in o.iter_mut().zip(src[first..].chunks(2)) {
+                            *b = better(*b, pair[0]);
+                        }
+                    } else {
+                        for (b, &v) in o.iter_mut().zip(src[first..].iter().step_by(s.stride[1])) {
+                            *b = better(*b, v);
+                        }
+                    }
+                }
             }
         }
-    });
+    }
 }
 
 /// Average pooling. With `count_include_pad` the divisor counts padding positions (but not the

@@ -1,5 +1,7 @@
 //! Row-wise normalizations: softmax and layer norm over the last axis.
 
+use crate::fastmath;
+use crate::isa::multiversion;
 use crate::pool::{PAR_MIN_ELEMS, Pool};
 
 fn rows_per_task(pool: &Pool, rows: usize, row_len: usize) -> usize {
@@ -22,15 +24,28 @@ pub fn softmax_rows(pool: &Pool, x: &mut [f32], row_len: usize) {
     });
 }
 
-fn softmax_row(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+multiversion! {
+    fn softmax_row / softmax_row_with(row: &mut [f32]) {
+        // Separate simple loops: each one vectorizes (a fused loop with a reduction does not).
+        let max = lane_max(row);
+        row.iter_mut().for_each(|v| *v = fastmath::exp(*v - max));
+        let inv = 1.0 / lane_sum(row, |v| v);
+        row.iter_mut().for_each(|v| *v *= inv);
     }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// The largest value of `x` (NaN-ignoring, like `f32::max`), in sixteen lanes.
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    acc.iter().copied().fold(tail, f32::max)
 }
 
 /// Layer normalization of each `row_len`-element row: `(x - mean) / sqrt(var + eps) * gamma + beta`
@@ -64,19 +79,56 @@ pub fn layer_norm_rows(
     });
 }
 
-fn layer_norm_row(src: &[f32], dst: &mut [f32], gamma: Option<&[f32]>, beta: Option<&[f32]>, eps: f32) {
-    let n = src.len() as f32;
-    let mean = src.iter().sum::<f32>() / n;
-    let var = src.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / (var + eps).sqrt();
-    for (i, (d, s)) in dst.iter_mut().zip(src).enumerate() {
-        let mut v = (s - mean) * inv;
-        if let Some(g) = gamma {
-            v *= g[i];
+multiversion! {
+    fn layer_norm_row / layer_norm_row_with(
+        src: &[f32],
+        dst: &mut [f32],
+        gamma: Option<&[f32]>,
+        beta: Option<&[f32]>,
+        eps: f32,
+    ) {
+        // Two passes (mean, then squared deviations): a one-pass variance loses precision when the
+        // mean is large next to the spread.
+        let n = src.len() as f32;
+        let mean = lane_sum(src, |v| v) / n;
+        let var = lane_sum(src, |v| (v - mean) * (v - mean)) / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        let dst = &mut dst[..src.len()];
+        match (gamma, beta) {
+            (Some(g), Some(b)) => {
+                for (((d, s), g), b) in dst.iter_mut().zip(src).zip(&g[..src.len()]).zip(&b[..src.len()]) {
+                    *d = (s - mean) * inv * g + b;
+                }
+            }
+            (Some(g), None) => {
+                for ((d, s), g) in dst.iter_mut().zip(src).zip(&g[..src.len()]) {
+                    *d = (s - mean) * inv * g;
+                }
+            }
+            (None, Some(b)) => {
+                for ((d, s), b) in dst.iter_mut().zip(src).zip(&b[..src.len()]) {
+                    *d = (s - mean) * inv + b;
+                }
+            }
+            (None, None) => {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = (s - mean) * inv;
+                }
+            }
         }
-        if let Some(b) = beta {
-            v += b[i];
-        }
-        *d = v;
     }
+}
+
+/// Sum of `f(v)` over `x` in sixteen lanes (vectorizable; the order differs from a serial sum).
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] += f(c[l]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }

@@ -30,6 +30,7 @@ pub fn fold_shapes(ed: &mut Editor) -> usize {
                 Some(Tensor::scalar_i64(i64::try_from(numel).ok()?))
             }),
             Op::Gather { axis } => gather_of_shape(ed, n, *axis),
+            Op::Slice => slice_of_shape(ed, n),
             _ => None,
         };
         if let Some(t) = t {
@@ -54,17 +55,22 @@ fn shape_range(rank: usize, start: i64, end: Option<i64>) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// `Gather(Shape(x), indices)` along axis 0 with constant indices that pick only known dims.
-fn gather_of_shape(ed: &Editor, n: usize, axis: i64) -> Option<Tensor> {
-    let node = &ed.g.nodes[n];
-    let (data, indices) = (node.inputs.first().copied().flatten()?, node.inputs.get(1).copied().flatten()?);
-    let idx = ed.constant(indices)?;
+/// The dims that `Shape` node `p` returns (some possibly unknown), when x's rank is known.
+fn shape_dims<'e>(ed: &'e Editor, data: ferry_ir::ValueId) -> Option<&'e [ferry_ir::Dim]> {
     let p = ed.producer(data)?;
     let Op::Shape { start, end } = &ed.g.nodes[p].op else { return None };
     let x = ed.g.nodes[p].inputs.first().copied().flatten()?;
     let shape = ed.ty(x).shape()?;
     let (lo, hi) = shape_range(shape.rank(), *start, *end);
-    let dims = &shape.dims()[lo..hi];
+    Some(&shape.dims()[lo..hi])
+}
+
+/// `Gather(Shape(x), indices)` along axis 0 with constant indices that pick only known dims.
+fn gather_of_shape(ed: &Editor, n: usize, axis: i64) -> Option<Tensor> {
+    let node = &ed.g.nodes[n];
+    let (data, indices) = (node.inputs.first().copied().flatten()?, node.inputs.get(1).copied().flatten()?);
+    let idx = ed.constant(indices)?;
+    let dims = shape_dims(ed, data)?;
     if axis != 0 && axis != -1 {
         return None;
     }
@@ -78,4 +84,59 @@ fn gather_of_shape(ed: &Editor, n: usize, axis: i64) -> Option<Tensor> {
         })
         .collect();
     Tensor::from_i64(idx.shape.clone(), &picked?).ok()
+}
+
+/// `Slice(Shape(x), starts, ends, axes?, steps?)` with constant parameters that select only
+/// known dims (ONNX Slice semantics on the 1-D shape: negative bounds count from the end, bounds
+/// are clamped, negative steps walk backwards).
+fn slice_of_shape(ed: &Editor, n: usize) -> Option<Tensor> {
+    let node = &ed.g.nodes[n];
+    let input = |i: usize| node.inputs.get(i).copied().flatten();
+    let ints = |i: usize| ed.constant(input(i)?)?.to_i64_vec().ok();
+    let dims = shape_dims(ed, input(0)?)?;
+    let (starts, ends) = (ints(1)?, ints(2)?);
+    let axes = match input(3) {
+        Some(_) => ints(3)?,
+        None => vec![0],
+    };
+    let steps = match input(4) {
+        Some(_) => ints(4)?,
+        None => vec![1],
+    };
+    if starts.len() != 1 || ends.len() != 1 || axes.len() != 1 || steps.len() != 1 || !matches!(axes[0], 0 | -1) {
+        return None;
+    }
+    let picked: Option<Vec<i64>> =
+        slice_indices(dims.len() as i128, starts[0] as i128, ends[0] as i128, steps[0] as i128)?
+            .into_iter()
+            .map(|i| dims[i].known().and_then(|d| i64::try_from(d).ok()))
+            .collect();
+    let picked = picked?;
+    Tensor::from_i64(vec![picked.len() as u64], &picked).ok()
+}
+
+/// The indices ONNX Slice selects from an axis of length `len`.
+fn slice_indices(len: i128, start: i128, end: i128, step: i128) -> Option<Vec<usize>> {
+    if step == 0 {
+        return None;
+    }
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let (start, end) = (if start < 0 { start + len } else { start }, if end < 0 { end + len } else { end });
+    let mut out = Vec::new();
+    if step > 0 {
+        let (mut i, end) = (start.clamp(0, len), end.clamp(0, len));
+        while i < end {
+            out.push(i as usize);
+            i += step;
+        }
+    } else {
+        let (mut i, end) = (start.clamp(0, len - 1), end.clamp(-1, len - 1));
+        while i > end {
+            out.push(i as usize);
+            i += step;
+        }
+    }
+    Some(out)
 }

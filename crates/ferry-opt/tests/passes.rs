@@ -63,7 +63,11 @@ fn feeds(m: &Model) -> Vec<(String, Value)> {
         .iter()
         .filter(|i| g.initializer(**i).is_none())
         .map(|i| {
-            let dims = g.values[*i].ty.shape().and_then(Shape::to_known).unwrap_or_else(|| vec![2, 3]);
+            // Symbolic dims get 2.
+            let dims = g.values[*i]
+                .ty
+                .shape()
+                .map_or(vec![2, 3], |s| s.dims().iter().map(|d| d.known().unwrap_or(2)).collect());
             let n: u64 = dims.iter().product();
             let v: Vec<f32> = (0..n).map(|k| ((k * 7 % 11) as f32 - 5.0) / 4.0).collect();
             (g.values[*i].name.clone(), Value::Tensor(Tensor::from_f32(dims, &v).unwrap()))
@@ -356,4 +360,53 @@ fn values_read_by_nested_graphs_are_kept() {
     let (o, _) = check(&b.model(&[out]), &OptimizeOptions::default());
     assert!(o.graph.values.iter().any(|v| v.name == e2_name));
     assert!(ops(&o).contains(&"If".to_string()));
+}
+
+#[test]
+fn huge_constant_results_are_never_materialized() {
+    let mut b = B::new();
+    let x = b.input("x", &[2, 3]);
+    let small = b.f32s(&[1], &[1.0]);
+    let reps = b.i64s(&[1 << 40]);
+    let tiled = b.op(Op::Tile, &[small, reps]);
+    let huge = b.i64s(&[1 << 20, 1 << 20]);
+    let expanded = b.op(Op::Expand, &[small, huge]);
+    let (start, limit, delta) =
+        (b.konst(Tensor::scalar_f32(0.0)), b.konst(Tensor::scalar_f32(1e12)), b.konst(Tensor::scalar_f32(1.0)));
+    let range = b.op(Op::Range, &[start, limit, delta]);
+    let sizes: Vec<ValueId> = [tiled, expanded, range].iter().map(|v| b.op(Op::Size, &[*v])).collect();
+    let y = b.bin(BinaryOp::Add, x, x);
+    let mut outs = vec![y];
+    outs.extend(sizes);
+    let (o, _) = optimize(&b.model(&outs), &OptimizeOptions::default()).unwrap();
+    assert!(o.graph.initializers.iter().all(|(_, t)| t.byte_len() <= 16));
+    for op in ["Tile", "Expand", "Range"] {
+        assert!(ops(&o).contains(&op.to_string()), "{op} stays");
+    }
+}
+
+#[test]
+fn slices_of_a_partly_known_shape_fold() {
+    // x: [N, 3, 4, 5]. Reshape(x, Concat([-1], Shape(x)[2:])) and the reversed tail Shape(x)[:0:-1]
+    // (dims 3, 2, 1 = [5, 4, 3]) as a Reshape target: both select only known dims.
+    let mut b = B::new();
+    let x = b.input_sym("x", Shape(vec![Dim::param("N"), Dim::Known(3), Dim::Known(4), Dim::Known(5)]));
+    let s = b.op(Op::Shape { start: 0, end: None }, &[x]);
+    let (st, en) = (b.i64s(&[2]), b.i64s(&[i64::MAX]));
+    let tail = b.op(Op::Slice, &[s, st, en]);
+    let minus = b.i64s(&[-1]);
+    let target = b.op(Op::Concat { axis: 0 }, &[minus, tail]);
+    let y = b.op(Op::Reshape { allowzero: false }, &[x, target]);
+    let (st, en, ax, step) = (b.i64s(&[-1]), b.i64s(&[0]), b.i64s(&[0]), b.i64s(&[-1]));
+    let rev = b.op(Op::Slice, &[s, st, en, ax, step]);
+    let target = b.op(Op::Concat { axis: 0 }, &[minus, rev]);
+    let z = b.op(Op::Reshape { allowzero: false }, &[x, target]);
+    // Shape(x)[0:2] includes N: stays.
+    let (st, en) = (b.i64s(&[0]), b.i64s(&[2]));
+    let head = b.op(Op::Slice, &[s, st, en]);
+    let (o, _) = check(&b.model(&[y, z, head]), &OptimizeOptions::default());
+    assert_eq!(ops(&o), ["Shape", "Reshape", "Reshape", "Slice"]);
+    let target_of = |k: usize| o.graph.initializer(o.graph.nodes[k].inputs[1].unwrap()).unwrap().to_i64_vec().unwrap();
+    assert_eq!(target_of(1), [-1, 4, 5]);
+    assert_eq!(target_of(2), [-1, 5, 4, 3]);
 }

@@ -91,6 +91,12 @@ pub(crate) fn run_graph(g: &Graph, inputs: Vec<Option<Value>>, parent: Option<&F
             Some(v.ok_or_else(|| RunError::Input(format!("captured value '{name}' is not available")))?);
     }
     let last_use = last_uses(g);
+    // Bytes of the node outputs alive now (inputs and weights are the caller's), for the run ceiling.
+    let mut live_bytes = 0u64;
+    let mut produced = vec![false; g.values.len()];
+    for id in g.nodes.iter().flat_map(|n| n.outputs.iter().flatten()) {
+        produced[*id] = true;
+    }
     for (n, node) in g.nodes.iter().enumerate() {
         let args: Vec<Option<Value>> = node.inputs.iter().map(|i| i.and_then(|i| frame.values[i].clone())).collect();
         let err = |message: String| RunError::Node { node: node.name.clone(), op: node.op.name(), message };
@@ -117,11 +123,16 @@ pub(crate) fn run_graph(g: &Graph, inputs: Vec<Option<Value>>, parent: Option<&F
         };
         for (slot, v) in node.outputs.iter().zip(outs) {
             if let Some(id) = slot {
+                live_bytes += v.as_ref().map_or(0, value_bytes);
                 frame.values[*id] = v;
             }
         }
+        crate::limits::check_plan(live_bytes, "this run").map_err(err)?;
         for i in node.inputs.iter().flatten() {
             if last_use[*i] == Some(n) && !g.outputs.contains(i) {
+                if produced[*i] {
+                    live_bytes -= frame.values[*i].as_ref().map_or(0, value_bytes);
+                }
                 frame.values[*i] = None;
             }
         }
@@ -134,6 +145,15 @@ pub(crate) fn run_graph(g: &Graph, inputs: Vec<Option<Value>>, parent: Option<&F
                 .ok_or_else(|| RunError::Input(format!("output '{}' was not computed", g.values[*o].name)))
         })
         .collect()
+}
+
+/// Bytes a value holds (a sequence: its items').
+fn value_bytes(v: &Value) -> u64 {
+    match v {
+        Value::Tensor(t) => t.byte_len(),
+        Value::Sequence(items) => items.iter().map(value_bytes).sum(),
+        Value::Optional(inner) => inner.as_deref().map_or(0, value_bytes),
+    }
 }
 
 /// For each value, the last node reading it (so it can be freed after).

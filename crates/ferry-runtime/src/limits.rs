@@ -30,3 +30,26 @@ pub fn check_tensor(dtype: ferry_ir::DType, shape: &[u64], what: &str) -> Result
         )),
     }
 }
+
+/// Default ceiling for everything one run holds at once (intermediate values; weights excluded): 16 GiB.
+pub const DEFAULT_MAX_PLAN_BYTES: u64 = 16 << 30;
+
+/// The ceiling for one run's live intermediate values, from `FERRY_MAX_PLAN_BYTES` when set.
+pub fn max_plan_bytes() -> u64 {
+    static LIMIT: OnceLock<u64> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("FERRY_MAX_PLAN_BYTES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_MAX_PLAN_BYTES)
+    })
+}
+
+/// Refuses a run (or an execution plan) that would hold more than the ceiling at once.
+pub fn check_plan(bytes: u64, what: &str) -> Result<(), String> {
+    let limit = max_plan_bytes();
+    if bytes <= limit {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} would hold {bytes} bytes of intermediate values at once, over the {limit}-byte limit for one run \
+         (raise it with FERRY_MAX_PLAN_BYTES)"
+    ))
+}

@@ -5,13 +5,29 @@
 use ferry_onnx::import::is_canonicalized;
 
 use ferry_onnx::schema_table::{LATEST_ML_OPSET, LATEST_OPSET, SCHEMAS};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 fn generate() -> String {
     let mut ops: BTreeMap<(&str, &str), Vec<u32>> = BTreeMap::new();
+    let mut newest_types: BTreeMap<(&str, &str), (u32, String)> = BTreeMap::new();
     for s in SCHEMAS {
         ops.entry((s.domain, s.name)).or_default().push(s.since_version);
+        let types: Vec<String> = s
+            .type_constraints
+            .iter()
+            .map(|(c, allowed)| {
+                let short: Vec<&str> = allowed
+                    .iter()
+                    .map(|t| t.strip_prefix("tensor(").and_then(|r| r.strip_suffix(')')).unwrap_or(t))
+                    .collect();
+                format!("{c}: {}", short.join(", "))
+            })
+            .collect();
+        let e = newest_types.entry((s.domain, s.name)).or_insert((0, String::new()));
+        if s.since_version >= e.0 {
+            *e = (s.since_version, types.join("; "));
+        }
     }
     let mut out = String::new();
     writeln!(out, "# Support matrix").unwrap();
@@ -28,13 +44,17 @@ fn generate() -> String {
          cannot be canonicalized (e.g. training-mode BatchNormalization, a composition whose element\n\
          type is unknown) are carried like **carried** ops. **carried** ops are kept exactly as written\n\
          (an opaque node) and can only be written to opsets that have the same op version. Ops of\n\
-         other domains (e.g. com.microsoft) are carried the same way and reported by `ferry check`.\n"
+         other domains (e.g. com.microsoft) are carried the same way and reported by `ferry check`.\n\n\
+         **element types** are those of the newest version's type constraints; ferry reads and writes\n\
+         all of them and refuses, on export, a node whose types the target version does not allow\n\
+         (`ferry ops --json` lists the types of every version). Cases the reference runtime does not\n\
+         pass are listed with their reasons in docs/runtime-conformance.md.\n"
     )
     .unwrap();
     let (mut core, mut carried) = (0, 0);
     for domain in ["", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training"] {
         let title = if domain.is_empty() { "ai.onnx" } else { domain };
-        writeln!(out, "### {title}\n\n| op | versions | ferry |\n|---|---|---|").unwrap();
+        writeln!(out, "### {title}\n\n| op | versions | ferry | element types |\n|---|---|---|---|").unwrap();
         for ((d, name), versions) in ops.iter().filter(|((d, _), _)| *d == domain) {
             let status = if is_canonicalized(d, name) {
                 core += 1;
@@ -44,25 +64,83 @@ fn generate() -> String {
                 "carried"
             };
             let v: Vec<String> = versions.iter().map(u32::to_string).collect();
-            writeln!(out, "| {name} | {} | {status} |", v.join(", ")).unwrap();
+            let types = newest_types.get(&(*d, *name)).map_or("", |t| t.1.as_str());
+            writeln!(out, "| {name} | {} | {status} | {types} |", v.join(", ")).unwrap();
         }
         writeln!(out).unwrap();
     }
     writeln!(out, "Totals: {core} ops canonicalized, {carried} carried.").unwrap();
-    let mx = ferry_mxnet::import::supported_ops();
+    mxnet_section(&mut out);
+    out
+}
+
+/// Every op name registered in MXNet 1.9.1 (crates/ferry-mxnet/data/mxnet-ops.tsv, listed from
+/// a real MXNet by tests/mxnet/list_mxnet_ops.py) with what ferry does with it.
+fn mxnet_section(out: &mut String) {
+    let read: BTreeSet<&str> = ferry_mxnet::import::supported_ops().into_iter().collect();
+    let written: BTreeSet<&str> = ferry_mxnet::export::WRITTEN_OPS.iter().copied().collect();
+    let registry: Vec<(&str, &str)> = include_str!("../../ferry-mxnet/data/mxnet-ops.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split_once('\t').expect("name<TAB>op"))
+        .collect();
+    let what = |name: &str| -> Option<&str> {
+        match (read.contains(name), written.contains(name)) {
+            (true, true) => Some("read, written"),
+            (true, false) => Some("read"),
+            (false, true) => Some("written"),
+            (false, false) => None,
+        }
+    };
+    let mut rows = Vec::new();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (name, op) in &registry {
+        let (status, kind) = if name.starts_with("_backward_") || op.starts_with("_backward_") {
+            ("gradient op (training only)".to_string(), "gradient")
+        } else if let Some(s) = what(name) {
+            (s.to_string(), "supported")
+        } else if name != op {
+            match what(op) {
+                // Symbol files store an op under its registered name, so an alias reads as its op.
+                Some(s) => (format!("alias of `{op}` ({s})"), "supported"),
+                None => (format!("alias of `{op}`: not supported"), "unsupported"),
+            }
+        } else {
+            ("not supported".to_string(), "unsupported")
+        };
+        *counts.entry(kind).or_default() += 1;
+        rows.push(format!("| {name} | {status} |"));
+    }
+    let known: BTreeSet<&str> = registry.iter().map(|(n, _)| *n).collect();
+    let extra: Vec<&str> = read.iter().filter(|n| !known.contains(*n)).copied().collect();
     writeln!(
         out,
-        "\n## MXNet (symbol JSON + .params, MXNet 1.x)\n\n\
-         These {} MXNet op names are read and canonicalized into core ops (aliases included). Any\n\
-         other op is refused with one error listing every unsupported op of the model.\n",
-        mx.len()
+        "\n## MXNet (symbol JSON + .params)\n\n\
+         Every operator name registered in MXNet 1.9.1 ({} names, aliases included; listed from a real\n\
+         MXNet into crates/ferry-mxnet/data/mxnet-ops.tsv by tests/mxnet/list_mxnet_ops.py). **read**: ferry\n\
+         imports it (canonicalized into core ops); **written**: ferry's MXNet export emits it; **alias of\n\
+         `X`**: another registered name of op X (symbol files store X's name). Any op ferry does not read\n\
+         is refused with one error listing every unsupported op of the model. ferry's export was checked\n\
+         in real MXNet 1.9.1 with tests/mxnet/load_in_mxnet.py.\n\n\
+         Totals: {} read or written (aliases included), {} not supported, {} gradient ops.\n",
+        registry.len(),
+        counts.get("supported").unwrap_or(&0),
+        counts.get("unsupported").unwrap_or(&0),
+        counts.get("gradient").unwrap_or(&0),
     )
     .unwrap();
     writeln!(out, "| MXNet op | ferry |\n|---|---|").unwrap();
-    for op in mx {
-        writeln!(out, "| {op} | read |").unwrap();
+    for r in rows {
+        writeln!(out, "{r}").unwrap();
     }
-    out
+    if !extra.is_empty() {
+        writeln!(
+            out,
+            "\nAlso read, though MXNet 1.9.1 does not register them (older names or MXNet 2): {}.",
+            extra.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        )
+        .unwrap();
+    }
 }
 
 #[test]

@@ -23,27 +23,42 @@ pub struct Args {
     json: bool,
 }
 
+/// One op version's type constraints: (constraint name, allowed types).
+type Constraints = &'static [(&'static str, &'static [&'static str])];
+
 struct OnnxOp {
     domain: &'static str,
     name: &'static str,
     versions: Vec<u32>,
     deprecated: bool,
     core: bool,
+    /// Per version: each type constraint and the element types it allows (ferry reads and
+    /// writes all of them; the exporter checks them per target version).
+    types: Vec<(u32, Constraints)>,
+}
+
+/// `tensor(float)` -> `float`; sequences and optionals keep their wrapper.
+fn short_type(t: &str) -> &str {
+    t.strip_prefix("tensor(").and_then(|r| r.strip_suffix(')')).unwrap_or(t)
 }
 
 fn onnx_ops() -> Vec<OnnxOp> {
-    let mut ops: BTreeMap<(&str, &str), (Vec<u32>, bool)> = BTreeMap::new();
+    type Entry = (Vec<u32>, bool, Vec<(u32, Constraints)>);
+    let mut ops: BTreeMap<(&str, &str), Entry> = BTreeMap::new();
     for s in SCHEMAS {
         let e = ops.entry((s.domain, s.name)).or_default();
         if e.0.iter().all(|v| *v < s.since_version) {
             e.1 = s.deprecated; // the newest version says whether the op is deprecated
         }
         e.0.push(s.since_version);
+        e.2.push((s.since_version, s.type_constraints));
     }
     ops.into_iter()
-        .map(|((domain, name), (mut versions, deprecated))| {
+        .map(|((domain, name), (mut versions, deprecated, mut types))| {
             versions.sort_unstable();
-            OnnxOp { domain, name, versions, deprecated, core: ferry_onnx::import::is_canonicalized(domain, name) }
+            types.sort_by_key(|t| t.0);
+            let core = ferry_onnx::import::is_canonicalized(domain, name);
+            OnnxOp { domain, name, versions, deprecated, core, types }
         })
         .collect()
 }
@@ -58,6 +73,13 @@ fn onnx_json() -> serde_json::Value {
                 "versions": o.versions,
                 "status": if o.core { "core" } else { "carried" },
                 "deprecated": o.deprecated,
+                "types": o.types.iter().map(|(v, constraints)| {
+                    let c: serde_json::Map<String, serde_json::Value> = constraints
+                        .iter()
+                        .map(|(name, allowed)| (name.to_string(), json!(allowed.iter().map(|t| short_type(t)).collect::<Vec<_>>())))
+                        .collect();
+                    json!({"version": v, "constraints": c})
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -68,6 +90,7 @@ fn onnx_json() -> serde_json::Value {
             "core": "canonicalized into ferry's core ops; runs on the reference runtime and is written at any opset where some form of it exists",
             "carried": "kept exactly as written (opaque node); written only to opsets with the same op version",
         },
+        "types": "per op version, each type constraint with the element types it allows; ferry reads and writes all of them, and the exporter refuses a node whose types the target version does not allow. Runtime gaps: docs/runtime-conformance.md",
         "ops": ops,
     })
 }

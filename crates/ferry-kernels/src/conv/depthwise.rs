@@ -8,6 +8,7 @@
 
 use super::Conv2dShape;
 use crate::act::{Act, apply_slice};
+use crate::isa::{Isa, isa};
 use crate::pool::Pool;
 use std::cell::RefCell;
 
@@ -33,7 +34,7 @@ pub(super) fn run(
     let ohw = oh * ow;
     let taps = s.kh * s.kw;
     let per_task = pool.chunk_for(s.c_out, (crate::pool::PAR_MIN_ELEMS / 4 / ohw.max(1)).max(1));
-    let isa = Isa::detect();
+    let isa = isa();
     // Where tap column kx starts within a phased row (phase offset plus position).
     let padded_w = s.w + s.pads[1] + s.pads[3];
     let pw = padded_w.div_ceil(s.stride[1]);
@@ -126,37 +127,15 @@ struct Channel<'a> {
     accumulate: bool,
 }
 
-#[derive(Clone, Copy)]
-enum Isa {
-    Generic,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
 impl Isa {
-    fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Generic
-    }
-
     fn run(self, job: &mut Channel, dst: &mut [f32]) {
         match self {
-            Isa::Generic => job.compute(dst),
-            // SAFETY: `detect` chose these only when the CPU has the features.
+            // SAFETY: `isa()` returns a level only when the CPU has its features.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { compute_avx2(job, dst) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => unsafe { compute_avx512(job, dst) },
+            _ => job.compute(dst),
         }
     }
 }
@@ -190,15 +169,22 @@ unsafe fn compute_avx512(job: &mut Channel, dst: &mut [f32]) {
     let chunks = ow.div_ceil(LANES);
     let units = job.oh * chunks;
     let phased = job.phased.as_ptr();
+    // The next unit, walked without dividing: row `next_oy`, chunk `next_chunk`.
+    let (mut next_oy, mut next_chunk) = (0usize, 0usize);
     for first in (0..units).step_by(4) {
         let mut oy = [0usize; 4];
         let mut ox = [0usize; 4];
         let mut mask: [__mmask16; 4] = [0; 4];
         for u in 0..4 {
             if first + u < units {
-                oy[u] = (first + u) / chunks;
-                ox[u] = (first + u) % chunks * LANES;
+                oy[u] = next_oy;
+                ox[u] = next_chunk * LANES;
                 mask[u] = ((1u32 << LANES.min(ow - ox[u])) - 1) as __mmask16;
+                next_chunk += 1;
+                if next_chunk == chunks {
+                    next_chunk = 0;
+                    next_oy += 1;
+                }
             }
         }
         // SAFETY (this block): lanes under a unit's mask address out[oy*ow + ox..][..n] and

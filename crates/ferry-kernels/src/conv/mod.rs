@@ -2,11 +2,14 @@
 
 mod depthwise;
 mod im2col;
+mod winograd;
 
 use crate::act::Act;
-use crate::gemm::{Epilogue, Lhs, PackedA, Rhs, gemm_lhs};
+use crate::gemm::{Epilogue, Lhs, PackedA, PackedB, Rhs, gemm_lhs, gemm_packer};
 use crate::pool::Pool;
-use im2col::im2col;
+pub(crate) use im2col::valid_range;
+use im2col::{Windows, im2col};
+use winograd::Winograd;
 
 /// The geometry of one 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +75,20 @@ impl Conv2dShape {
         self.group > 1 && self.group == self.c_in && self.group == self.c_out
     }
 
+    /// Whether `out^T = cols^T x W^T` fills the micro-kernel's tiles clearly better than
+    /// `out = W x cols` (small output planes).
+    fn prefers_transposed(&self) -> bool {
+        let (mr, nr) = crate::gemm::tile_dims();
+        let (oh, ow) = self.out_hw();
+        let fill = |rows: usize, cols: usize| {
+            (rows as f64 / (rows.div_ceil(mr) * mr) as f64) * (cols as f64 / (cols.div_ceil(nr) * nr) as f64)
+        };
+        // Only small planes: the transposed product materializes im2col and transposes the
+        // output, passes that cost more than the better tile fill saves on large planes (a
+        // 3->32-channel stem at 112x112 output ran 2x slower transposed).
+        oh * ow <= 256 && fill(oh * ow, self.c_out_g()) > 1.05 * fill(self.c_out_g(), oh * ow)
+    }
+
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0; 4]
     }
@@ -91,6 +108,12 @@ enum Algo {
     /// One packed `[c_out/group, c_in/group*kh*kw]` GEMM operand per group; the input is unrolled
     /// into columns (im2col) unless the convolution is pointwise.
     Gemm(Vec<PackedA>),
+    /// `out^T = cols^T x W^T` per group (weights packed as the right operand), computed into scratch
+    /// and transposed back: for small output planes, whose few columns would leave the micro-kernel's
+    /// wide tiles partly empty, while the transposed product has plenty of columns.
+    GemmTransposed(Vec<PackedB>),
+    /// 3x3 stride 1: Winograd F(2x2, 3x3), 16 GEMMs over transformed tiles.
+    Winograd(Winograd),
     /// One filter per channel (group == c_in == c_out): a direct loop, no GEMM.
     Depthwise(Vec<f32>),
 }
@@ -109,18 +132,32 @@ impl Conv2d {
                 return Err(format!("bias has {} values for {} output channels", b.len(), shape.c_out));
             }
         }
+        let group_weights = |g: usize| &weight_oihw[g * cog * patch..(g + 1) * cog * patch];
         let algo = if shape.is_depthwise() {
             Algo::Depthwise(weight_oihw.to_vec())
+        } else if Winograd::suits(&shape) {
+            Algo::Winograd(Winograd::new(&shape, weight_oihw))
+        } else if shape.prefers_transposed() {
+            Algo::GemmTransposed(
+                (0..shape.group).map(|g| PackedB::new(patch, cog, group_weights(g), 1, patch as isize)).collect(),
+            )
         } else {
             Algo::Gemm(
-                (0..shape.group)
-                    .map(|g| {
-                        let w = &weight_oihw[g * cog * patch..(g + 1) * cog * patch];
-                        PackedA::new(cog, patch, w, patch as isize, 1)
-                    })
-                    .collect(),
+                (0..shape.group).map(|g| PackedA::new(cog, patch, group_weights(g), patch as isize, 1)).collect(),
             )
         };
+        // The scratch sizes are products of the shape's dimensions; refuse shapes where one would
+        // not fit in memory's address range, so later index arithmetic cannot overflow.
+        let (oh, ow) = shape.out_hw();
+        let wide = |v: &[usize]| v.iter().fold(1u128, |acc, &x| acc.saturating_mul(x as u128));
+        let biggest = [
+            wide(&[16, oh.div_ceil(2), ow.div_ceil(2), shape.c_in + shape.c_out]),
+            wide(&[patch, oh, ow]) + wide(&[oh, ow, cog]),
+            wide(&[shape.c_out, oh, ow]),
+        ];
+        if biggest.iter().any(|&n| n > isize::MAX as u128 / 4) {
+            return Err(format!("convolution {shape:?} is too large to address"));
+        }
         Ok(Conv2d { shape, algo, bias: bias.map(|b| b.to_vec()), act })
     }
 
@@ -130,12 +167,26 @@ impl Conv2d {
 
     /// Elements of scratch space [`Conv2d::run`] needs.
     pub fn scratch_len(&self) -> usize {
+        if matches!(self.algo, Algo::Winograd(_)) {
+            return Winograd::scratch_len(&self.shape);
+        }
+        self.cols_len() + self.transposed_len()
+    }
+
+    /// The im2col buffer (only the transposed product materializes one).
+    fn cols_len(&self) -> usize {
         let s = &self.shape;
-        if s.is_pointwise() || s.is_depthwise() {
+        if s.is_pointwise() || !matches!(self.algo, Algo::GemmTransposed(_)) {
             return 0;
         }
         let (oh, ow) = s.out_hw();
         s.patch() * oh * ow
+    }
+
+    /// The transposed result of one group.
+    fn transposed_len(&self) -> usize {
+        let (oh, ow) = self.shape.out_hw();
+        if matches!(self.algo, Algo::GemmTransposed(_)) { oh * ow * self.shape.c_out_g() } else { 0 }
     }
 
     /// `out_chw = act(conv(input_chw) + bias)`.
@@ -166,6 +217,11 @@ impl Conv2d {
                 let bias = self.bias.as_deref();
                 return depthwise::run(pool, s, w, bias, self.act, input, &mut out[..s.c_out * ohw], accumulate);
             }
+            Algo::GemmTransposed(w) => return self.run_transposed(pool, w, input, out, scratch, accumulate),
+            Algo::Winograd(w) => {
+                let bias = self.bias.as_deref();
+                return w.run(pool, s, bias, self.act, input, &mut out[..s.c_out * ohw], scratch, accumulate);
+            }
             Algo::Gemm(w) => w,
         };
         for g in 0..s.group {
@@ -177,13 +233,103 @@ impl Conv2d {
                 act: self.act,
                 accumulate,
             };
-            let rhs = if s.is_pointwise() {
-                Rhs::Strided { data: x, rs: hw as isize, cs: 1 }
+            let lhs = Lhs::Packed(&weights[g]);
+            if s.is_pointwise() {
+                let rhs = Rhs::Strided { data: x, rs: hw as isize, cs: 1 };
+                gemm_lhs(pool, cog, ohw, patch, lhs, rhs, y, ohw, &ep);
             } else {
-                im2col(pool, s, x, &mut scratch[..patch * ohw]);
-                Rhs::Strided { data: &scratch[..patch * ohw], rs: ohw as isize, cs: 1 }
+                gemm_packer(pool, cog, ohw, patch, lhs, &Windows::new(s, x), y, ohw, &ep);
+            }
+        }
+    }
+
+    fn run_transposed(
+        &self,
+        pool: &Pool,
+        weights: &[PackedB],
+        input: &[f32],
+        out: &mut [f32],
+        scratch: &mut [f32],
+        accumulate: bool,
+    ) {
+        let s = &self.shape;
+        let (oh, ow) = s.out_hw();
+        let (hw, ohw) = (s.h * s.w, oh * ow);
+        let (cig, cog, patch) = (s.c_in_g(), s.c_out_g(), s.patch());
+        let (cols, rest) = scratch.split_at_mut(self.cols_len());
+        let tmp = &mut rest[..ohw * cog];
+        for g in 0..s.group {
+            let x = &input[g * cig * hw..(g + 1) * cig * hw];
+            let y = &mut out[g * cog * ohw..(g + 1) * cog * ohw];
+            // The left operand is the (transposed) input columns: element (pos, p) at p * len + pos.
+            let lhs = if s.is_pointwise() {
+                Lhs::Strided { data: x, rs: 1, cs: hw as isize }
+            } else {
+                im2col(pool, s, x, cols);
+                Lhs::Strided { data: cols, rs: 1, cs: ohw as isize }
             };
-            gemm_lhs(pool, cog, ohw, patch, Lhs::Packed(&weights[g]), rhs, y, ohw, &ep);
+            if accumulate {
+                transpose(y, cog, ohw, tmp);
+            }
+            let ep = Epilogue {
+                bias_col: self.bias.as_deref().map(|b| &b[g * cog..(g + 1) * cog]),
+                bias_row: None,
+                act: self.act,
+                accumulate,
+            };
+            gemm_lhs(pool, ohw, cog, patch, lhs, Rhs::Packed(&weights[g]), tmp, cog, &ep);
+            transpose(tmp, ohw, cog, y);
+        }
+    }
+}
+
+/// `dst[c * rows + r] = src[r * cols + c]`, in blocks that stay in cache.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The integration tests' small-plane shapes must really take the transposed path (so it is
+    /// tested), and large planes must not.
+    #[test]
+    fn small_output_planes_use_the_transposed_product() {
+        let s = |c_in, hw, c_out, k: usize, group| Conv2dShape {
+            c_in,
+            h: hw,
+            w: hw,
+            c_out,
+            kh: k,
+            kw: k,
+            stride: [1, 1],
+            pads: [k / 2; 4],
+            dilation: [1, 1],
+            group,
+        };
+        for shape in [s(16, 7, 64, 3, 1), s(48, 7, 64, 1, 1), s(8, 5, 64, 3, 2)] {
+            let w = vec![0.0; shape.c_out * shape.c_in / shape.group * shape.kh * shape.kw];
+            let conv = Conv2d::new(shape, &w, None, Act::None).unwrap();
+            assert!(matches!(conv.algo, Algo::GemmTransposed(_)), "{shape:?}");
+        }
+        let big = s(16, 56, 64, 3, 1);
+        let conv = Conv2d::new(big, &vec![0.0; 64 * 16 * 9], None, Act::None).unwrap();
+        assert!(matches!(conv.algo, Algo::Gemm(_)));
+        // And the integration tests' Winograd shapes take that path.
+        for shape in [s(128, 9, 128, 3, 1), s(130, 6, 128, 3, 1), s(129, 8, 130, 3, 1), s(64, 10, 64, 3, 1)] {
+            let w = vec![0.0; shape.c_out * shape.c_in * 9];
+            let conv = Conv2d::new(shape, &w, None, Act::None).unwrap();
+            assert!(matches!(conv.algo, Algo::Winograd(_)), "{shape:?}");
         }
     }
 }

@@ -5,14 +5,29 @@
 //! result to C at row stride `rs_c`. One kernel is chosen per process from the CPU's features, so the
 //! packed layouts (which depend on MR and NR) stay consistent.
 
+use crate::isa::{Isa, isa};
 use std::sync::OnceLock;
 
-/// `kernel(kc, a_panel, b_panel, c, rs_c, add)`: `c[i*rs_c + j] (+)= sum_p a[p*MR + i] * b[p*NR + j]`.
+/// `kernel(kc, a_panel, b_panel, c, rs_c, add, ep)`:
+/// `c[i*rs_c + j] = clamp((c if add) + sum_p a[p*MR + i] * b[p*NR + j] + bias_row[i] + bias_col[j])`
+/// (bias and clamp only with `ep`).
 ///
 /// # Safety
 /// `a` must be valid for `kc * MR` reads, `b` for `kc * NR` reads, and `c` for reads and writes of
-/// `MR` rows of `NR` elements at stride `rs_c`; the CPU must support the kernel's features.
-pub(crate) type MicroKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool);
+/// `MR` rows of `NR` elements at stride `rs_c`; a non-null `ep.bias_row` for `MR` reads and
+/// `ep.bias_col` for `NR`; the CPU must support the kernel's features.
+pub(crate) type MicroKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool, Option<&TileEp>);
+
+/// The part of an epilogue a micro-kernel applies in registers, before its single store: biases
+/// (null when absent) and a clamp to `[lo, hi]` (which covers no activation, Relu and Clip). NaN
+/// passes through the clamp.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TileEp {
+    pub bias_row: *const f32,
+    pub bias_col: *const f32,
+    pub lo: f32,
+    pub hi: f32,
+}
 
 #[derive(Clone, Copy)]
 pub(crate) struct Kernel {
@@ -29,37 +44,23 @@ pub(crate) fn kernel() -> Kernel {
 }
 
 fn detect() -> Kernel {
-    // FERRY_KERNELS_ISA=generic|avx2 caps the choice, so the fallbacks can be tested and compared.
-    let cap = std::env::var("FERRY_KERNELS_ISA").unwrap_or_default();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cap != "generic" && cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel { mr: 6, nr: 32, run: x86::kernel_6x32_avx512, name: "avx512 6x32" };
-        }
-        if cap != "generic" && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Kernel { mr: 6, nr: 16, run: x86::kernel_6x16_avx2, name: "avx2+fma 6x16" };
-        }
+    for_isa(isa())
+}
+
+fn for_isa(level: Isa) -> Kernel {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Kernel { mr: 6, nr: 32, run: x86::kernel_6x32_avx512, name: "avx512 6x32" },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Kernel { mr: 6, nr: 16, run: x86::kernel_6x16_avx2, name: "avx2+fma 6x16" },
+        _ => Kernel { mr: 4, nr: 8, run: kernel_4x8_generic, name: "generic 4x8" },
     }
-    let _ = cap;
-    Kernel { mr: 4, nr: 8, run: kernel_4x8_generic, name: "generic 4x8" }
 }
 
 /// Every kernel this CPU can run (the chosen one first), so tests can cover the fallbacks too.
 #[cfg(test)]
 pub(crate) fn available() -> Vec<Kernel> {
-    let mut all = vec![kernel()];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            all.push(Kernel { mr: 6, nr: 32, run: x86::kernel_6x32_avx512, name: "avx512 6x32" });
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            all.push(Kernel { mr: 6, nr: 16, run: x86::kernel_6x16_avx2, name: "avx2+fma 6x16" });
-        }
-    }
-    all.push(Kernel { mr: 4, nr: 8, run: kernel_4x8_generic, name: "generic 4x8" });
-    all
+    crate::isa::available().into_iter().map(for_isa).collect()
 }
 
 /// The name of the chosen kernel (for benchmarks and logs).
@@ -71,7 +72,15 @@ pub fn kernel_name() -> &'static str {
 ///
 /// # Safety
 /// See [`MicroKernel`].
-unsafe fn kernel_4x8_generic(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rs_c: usize, add: bool) {
+unsafe fn kernel_4x8_generic(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rs_c: usize,
+    add: bool,
+    ep: Option<&TileEp>,
+) {
     const MR: usize = 4;
     const NR: usize = 8;
     let mut acc = [[0.0f32; NR]; MR];
@@ -89,7 +98,21 @@ unsafe fn kernel_4x8_generic(kc: usize, a: *const f32, b: *const f32, c: *mut f3
         for j in 0..NR {
             // SAFETY: the caller guarantees MR rows of NR elements at stride rs_c.
             let dst = unsafe { &mut *c.add(i * rs_c + j) };
-            *dst = if add { *dst + acc[i][j] } else { acc[i][j] };
+            let mut v = if add { *dst + acc[i][j] } else { acc[i][j] };
+            if let Some(e) = ep {
+                // SAFETY: non-null biases hold MR and NR values (the caller guarantees).
+                unsafe {
+                    if !e.bias_row.is_null() {
+                        v += *e.bias_row.add(i);
+                    }
+                    if !e.bias_col.is_null() {
+                        v += *e.bias_col.add(j);
+                    }
+                }
+                v = if v < e.lo { e.lo } else { v };
+                v = if v > e.hi { e.hi } else { v };
+            }
+            *dst = v;
         }
     }
 }
@@ -110,6 +133,7 @@ mod x86 {
         c: *mut f32,
         rs_c: usize,
         add: bool,
+        ep: Option<&super::TileEp>,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; 6];
         // SAFETY (whole body): every read of a is below kc*6 and of b below kc*32, every access of c
@@ -125,11 +149,25 @@ mod x86 {
                     acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
                 }
             }
+            let cols = ep.map(|e| {
+                let bias = |h: usize| {
+                    if e.bias_col.is_null() { _mm512_setzero_ps() } else { _mm512_loadu_ps(e.bias_col.add(h * 16)) }
+                };
+                [bias(0), bias(1)]
+            });
             for i in 0..6 {
                 let row = c.add(i * rs_c);
                 for h in 0..2 {
                     let dst = row.add(h * 16);
-                    let v = if add { _mm512_add_ps(_mm512_loadu_ps(dst), acc[i][h]) } else { acc[i][h] };
+                    let mut v = if add { _mm512_add_ps(_mm512_loadu_ps(dst), acc[i][h]) } else { acc[i][h] };
+                    if let (Some(e), Some(cols)) = (ep, cols) {
+                        if !e.bias_row.is_null() {
+                            v = _mm512_add_ps(v, _mm512_set1_ps(*e.bias_row.add(i)));
+                        }
+                        v = _mm512_add_ps(v, cols[h]);
+                        // max/min return their second operand when either is NaN: NaN survives.
+                        v = _mm512_min_ps(_mm512_set1_ps(e.hi), _mm512_max_ps(_mm512_set1_ps(e.lo), v));
+                    }
                     _mm512_storeu_ps(dst, v);
                 }
             }
@@ -148,6 +186,7 @@ mod x86 {
         c: *mut f32,
         rs_c: usize,
         add: bool,
+        ep: Option<&super::TileEp>,
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; 6];
         // SAFETY (whole body): as for the AVX-512 kernel, with 16 columns.
@@ -162,11 +201,25 @@ mod x86 {
                     acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
                 }
             }
+            let cols = ep.map(|e| {
+                let bias = |h: usize| {
+                    if e.bias_col.is_null() { _mm256_setzero_ps() } else { _mm256_loadu_ps(e.bias_col.add(h * 8)) }
+                };
+                [bias(0), bias(1)]
+            });
             for i in 0..6 {
                 let row = c.add(i * rs_c);
                 for h in 0..2 {
                     let dst = row.add(h * 8);
-                    let v = if add { _mm256_add_ps(_mm256_loadu_ps(dst), acc[i][h]) } else { acc[i][h] };
+                    let mut v = if add { _mm256_add_ps(_mm256_loadu_ps(dst), acc[i][h]) } else { acc[i][h] };
+                    if let (Some(e), Some(cols)) = (ep, cols) {
+                        if !e.bias_row.is_null() {
+                            v = _mm256_add_ps(v, _mm256_set1_ps(*e.bias_row.add(i)));
+                        }
+                        v = _mm256_add_ps(v, cols[h]);
+                        // max/min return their second operand when either is NaN: NaN survives.
+                        v = _mm256_min_ps(_mm256_set1_ps(e.hi), _mm256_max_ps(_mm256_set1_ps(e.lo), v));
+                    }
                     _mm256_storeu_ps(dst, v);
                 }
             }
@@ -197,7 +250,7 @@ mod tests {
                     let mut c = c0.clone();
                     // SAFETY: the panels hold kc*mr and kc*nr values, c holds mr rows at stride rs;
                     // `available` lists only kernels this CPU supports.
-                    unsafe { (kern.run)(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rs, add) };
+                    unsafe { (kern.run)(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rs, add, None) };
                     for i in 0..mr {
                         for j in 0..rs {
                             let got = c[i * rs + j];

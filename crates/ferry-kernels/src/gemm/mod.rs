@@ -11,9 +11,15 @@ mod pack;
 
 pub use kernels::kernel_name;
 
-use crate::act::{Act, apply_slice};
+/// The micro-kernel's tile (MR rows, NR columns), for callers choosing an orientation.
+pub(crate) fn tile_dims() -> (usize, usize) {
+    (kernel().mr, kernel().nr)
+}
+
+use crate::act::Act;
+use crate::isa::multiversion;
 use crate::pool::Pool;
-use kernels::{Kernel, kernel};
+use kernels::{Kernel, TileEp, kernel};
 use pack::{pack_a, pack_b};
 use std::cell::RefCell;
 
@@ -24,7 +30,7 @@ const MC: usize = 72;
 /// Column block: the packed `KC x NC` B block stays in L2.
 const NC: usize = 512;
 /// Below this many multiply-adds a product runs on one thread (waking others costs more).
-const PAR_MIN_MACS: usize = 1 << 18;
+const PAR_MIN_MACS: usize = 1 << 20;
 
 /// A constant right-hand side (k x n) packed once, at prepare time, for repeated products.
 #[derive(Clone, Debug)]
@@ -149,10 +155,47 @@ enum ASource<'a> {
 enum BSource<'a> {
     Packed(&'a PackedB),
     Strided(View<'a>),
+    Custom(&'a dyn PackB),
+}
+
+/// A right operand that packs itself, e.g. convolution windows read straight from the image (so no
+/// im2col matrix is written and read back).
+pub(crate) trait PackB: Sync {
+    /// Packs rows `p0..p0 + kc`, columns `j0..j0 + cols` into `nr`-column panels (panel `jb` at
+    /// `jb * kc * nr`, the last one zero-padded), as `pack::pack_b` does for a matrix.
+    fn pack(&self, p0: usize, kc: usize, j0: usize, cols: usize, nr: usize, dst: &mut [f32]);
+}
+
+/// [`gemm_lhs`] with a self-packing right operand (`k x n`).
+pub(crate) fn gemm_packer(
+    pool: &Pool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Lhs,
+    b: &dyn PackB,
+    c: &mut [f32],
+    c_rs: usize,
+    ep: &Epilogue,
+) {
+    gemm_impl(pool, m, n, k, a, BSource::Custom(b), c, c_rs, ep)
 }
 
 /// [`gemm`] with a left operand that may be prepacked.
 pub fn gemm_lhs(pool: &Pool, m: usize, n: usize, k: usize, a: Lhs, b: Rhs, c: &mut [f32], c_rs: usize, ep: &Epilogue) {
+    let nr = kernel().nr;
+    let b = match b {
+        Rhs::Packed(p) => {
+            assert!(p.k == k && p.n == n, "PackedB is {}x{}, the product needs {k}x{n}", p.k, p.n);
+            debug_assert_eq!(p.nr, nr);
+            BSource::Packed(p)
+        }
+        Rhs::Strided { data, rs, cs } => BSource::Strided(View::new(data, k, n, rs, cs, "B")),
+    };
+    gemm_impl(pool, m, n, k, a, b, c, c_rs, ep)
+}
+
+fn gemm_impl(pool: &Pool, m: usize, n: usize, k: usize, a: Lhs, b: BSource, c: &mut [f32], c_rs: usize, ep: &Epilogue) {
     let kern = kernel();
     let a = match a {
         Lhs::Packed(p) => {
@@ -161,14 +204,6 @@ pub fn gemm_lhs(pool: &Pool, m: usize, n: usize, k: usize, a: Lhs, b: Rhs, c: &m
             ASource::Packed(p)
         }
         Lhs::Strided { data, rs, cs } => ASource::Strided(View::new(data, m, k, rs, cs, "A")),
-    };
-    let b = match b {
-        Rhs::Packed(p) => {
-            assert!(p.k == k && p.n == n, "PackedB is {}x{}, the product needs {k}x{n}", p.k, p.n);
-            debug_assert_eq!(p.nr, kern.nr);
-            BSource::Packed(p)
-        }
-        Rhs::Strided { data, rs, cs } => BSource::Strided(View::new(data, k, n, rs, cs, "B")),
     };
     check_epilogue(m, n, c, c_rs, ep);
     if m == 0 || n == 0 {
@@ -254,15 +289,13 @@ impl Job<'_> {
         let Kernel { mr, nr, .. } = self.kern;
         if self.k == 0 {
             // No products: C is zero (or keeps its value when accumulating), then the epilogue.
-            for i in rect.r0..rect.r1 {
-                self.finish_row(i, rect.c1 - rect.c0, rect.c0, true);
-            }
+            self.finish(rect.r0, rect.r1 - rect.r0, rect.c0, rect.c1 - rect.c0, true);
             return;
         }
         if matches!(self.a, ASource::Strided(_)) {
             abuf.resize(MC.div_ceil(mr) * mr * KC, 0.0);
         }
-        if matches!(self.b, BSource::Strided(_)) {
+        if matches!(self.b, BSource::Strided(_) | BSource::Custom(_)) {
             bbuf.resize(NC.div_ceil(nr) * nr * KC, 0.0);
         }
         for jc in (rect.c0..rect.c1).step_by(NC) {
@@ -275,6 +308,10 @@ impl Job<'_> {
                     BSource::Packed(p) => (p.data[(jc / nr) * self.k * nr + pc * nr..].as_ptr(), self.k * nr),
                     BSource::Strided(v) => {
                         pack_b(&v, pc, kc, jc, nc, nr, bbuf);
+                        (bbuf.as_ptr(), kc * nr)
+                    }
+                    BSource::Custom(packer) => {
+                        packer.pack(pc, kc, jc, nc, nr, &mut bbuf[..nc.div_ceil(nr) * nr * kc]);
                         (bbuf.as_ptr(), kc * nr)
                     }
                 };
@@ -297,11 +334,9 @@ impl Job<'_> {
                             let (i, j) = (ic + ib * mr, jc + jb * nr);
                             let (rows, cols) = (mr.min(self.m - i).min(rect.r1 - i), nr.min(rect.c1 - j));
                             let add = pc > 0 || self.ep.accumulate;
-                            self.tile(kc, ap, bp, i, j, rows, cols, add);
-                            if last {
-                                for r in 0..rows {
-                                    self.finish_row(i + r, cols, j, false);
-                                }
+                            let fused = self.tile(kc, ap, bp, i, j, rows, cols, add, last);
+                            if last && !fused {
+                                self.finish(i, rows, j, cols, false);
                             }
                         }
                     }
@@ -310,16 +345,32 @@ impl Job<'_> {
         }
     }
 
-    /// Runs the micro-kernel for the tile at (i, j) of `rows x cols` (at most MR x NR).
-    fn tile(&self, kc: usize, ap: *const f32, bp: *const f32, i: usize, j: usize, rows: usize, cols: usize, add: bool) {
+    /// Runs the micro-kernel for the tile at (i, j) of `rows x cols` (at most MR x NR). On the last
+    /// block of a full tile, the kernel applies the epilogue itself when it can (biases and a clamp);
+    /// returns whether it did.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        kc: usize,
+        ap: *const f32,
+        bp: *const f32,
+        i: usize,
+        j: usize,
+        rows: usize,
+        cols: usize,
+        add: bool,
+        last: bool,
+    ) -> bool {
         let Kernel { mr, nr, run, .. } = self.kern;
         // SAFETY: (i, j) is inside C's checked m x n area at row stride c_rs.
         let dst = unsafe { self.out.0.add(i * self.c_rs + j) };
         if rows == mr && cols == nr {
-            // SAFETY: a full tile lies inside C; the panels hold kc*mr and kc*nr values; the kernel
+            let fused = if last { self.tile_epilogue(i, j) } else { None };
+            // SAFETY: a full tile lies inside C; the panels hold kc*mr and kc*nr values; the biases
+            // (if any) cover rows i..i+mr and columns j..j+nr, which are inside m and n; the kernel
             // was chosen for this CPU.
-            unsafe { run(kc, ap, bp, dst, self.c_rs, add) };
-            return;
+            unsafe { run(kc, ap, bp, dst, self.c_rs, add, fused.as_ref()) };
+            return fused.is_some();
         }
         // An edge tile: compute into a full-size scratch tile, then copy the live part.
         let mut tmp = [0.0f32; 32 * 8];
@@ -331,35 +382,79 @@ impl Job<'_> {
             }
         }
         // SAFETY: tmp holds mr x nr values at row stride nr.
-        unsafe { run(kc, ap, bp, tmp.as_mut_ptr(), nr, add) };
+        unsafe { run(kc, ap, bp, tmp.as_mut_ptr(), nr, add, None) };
         for r in 0..rows {
             for col in 0..cols {
                 // SAFETY: as above.
                 unsafe { *dst.add(r * self.c_rs + col) = tmp[r * nr + col] };
             }
         }
+        false
     }
 
-    /// Applies the epilogue to `len` elements of row `i` from column `j` (`zero_first`: the row had
-    /// no products, so it starts at zero unless accumulating).
-    fn finish_row(&self, i: usize, len: usize, j: usize, zero_first: bool) {
+    /// The in-register epilogue for the full tile at (i, j), if the activation is a clamp.
+    fn tile_epilogue(&self, i: usize, j: usize) -> Option<TileEp> {
+        let ep = self.ep;
+        let (lo, hi) = match ep.act {
+            Act::None => (f32::NEG_INFINITY, f32::INFINITY),
+            Act::Relu => (0.0, f32::INFINITY),
+            Act::Clip { min, max } => (min, max),
+            _ => return None,
+        };
+        if ep.act == Act::None && ep.bias_row.is_none() && ep.bias_col.is_none() {
+            return None;
+        }
+        Some(TileEp {
+            bias_row: ep.bias_row.map_or(std::ptr::null(), |b| b[i..].as_ptr()),
+            bias_col: ep.bias_col.map_or(std::ptr::null(), |b| b[j..].as_ptr()),
+            lo,
+            hi,
+        })
+    }
+
+    /// Applies the epilogue to rows `i..i + rows`, columns `j..j + cols` of C (`zero_first`: they
+    /// had no products, so they start at zero unless accumulating).
+    fn finish(&self, i: usize, rows: usize, j: usize, cols: usize, zero_first: bool) {
         let ep = self.ep;
         if !zero_first && ep.bias_row.is_none() && ep.bias_col.is_none() && ep.act == Act::None {
             return;
         }
-        // SAFETY: row i, columns j..j+len are inside C and belong to this task's rectangle.
-        let row = unsafe { std::slice::from_raw_parts_mut(self.out.0.add(i * self.c_rs + j), len) };
-        if zero_first && !ep.accumulate {
-            row.fill(0.0);
+        // SAFETY: the rectangle is inside C's checked area and belongs to this task.
+        let tile = TileRef { ptr: unsafe { self.out.0.add(i * self.c_rs + j) }, rs: self.c_rs, rows, cols };
+        let bias_row = ep.bias_row.map(|b| &b[i..i + rows]);
+        let bias_col = ep.bias_col.map(|b| &b[j..j + cols]);
+        epilogue(&tile, bias_row, bias_col, ep.act, zero_first && !ep.accumulate);
+    }
+}
+
+/// A rectangle of C owned by the calling task: `rows` rows of `cols` values at row stride `rs`.
+/// Only `Job::finish` builds one, for a rectangle inside the task's own part of C.
+struct TileRef {
+    ptr: *mut f32,
+    rs: usize,
+    rows: usize,
+    cols: usize,
+}
+
+multiversion! {
+    /// Bias and activation over a tile, compiled per ISA level (one dispatch per tile, not per row).
+    fn epilogue / epilogue_with(tile: &TileRef, bias_row: Option<&[f32]>, bias_col: Option<&[f32]>, act: Act, zero: bool) {
+        for r in 0..tile.rows {
+            // SAFETY: see `TileRef`: row r of the tile is this task's, and no other reference to
+            // it is alive.
+            let row = unsafe { std::slice::from_raw_parts_mut(tile.ptr.add(r * tile.rs), tile.cols) };
+            if zero {
+                row.fill(0.0);
+            }
+            if let Some(b) = bias_row {
+                let v = b[r];
+                row.iter_mut().for_each(|x| *x += v);
+            }
+            if let Some(b) = bias_col {
+                row.iter_mut().zip(b).for_each(|(x, v)| *x += v);
+            }
+            crate::act::apply_inline(act, row);
         }
-        if let Some(b) = ep.bias_row {
-            let v = b[i];
-            row.iter_mut().for_each(|x| *x += v);
-        }
-        if let Some(b) = ep.bias_col {
-            row.iter_mut().zip(&b[j..j + len]).for_each(|(x, v)| *x += v);
-        }
-        apply_slice(ep.act, row);
     }
 }
 

@@ -53,6 +53,19 @@ fn cases() -> Vec<Conv2dShape> {
         shape(4, (1, 1), 4, (3, 3), 1, [1; 4], 1, 4),
         // Depthwise with a channel multiplier (c_out = 2 c_in) is a grouped convolution.
         shape(4, (6, 6), 8, (3, 3), 1, [1; 4], 1, 4),
+        // Small output planes with many output channels (computed as the transposed product).
+        shape(16, (7, 7), 64, (3, 3), 1, [1; 4], 1, 1),
+        shape(48, (7, 7), 64, (1, 1), 1, [0; 4], 1, 1),
+        shape(40, (9, 9), 70, (1, 1), 2, [0; 4], 1, 1),
+        shape(8, (5, 5), 64, (3, 3), 1, [1; 4], 1, 2),
+        // More output positions than one column block, so column blocks start mid-row.
+        shape(3, (30, 31), 8, (3, 3), 1, [1; 4], 1, 1),
+        shape(2, (50, 50), 7, (5, 5), 2, [2; 4], 1, 1),
+        // 3x3 stride 1 with enough channels (Winograd): odd output sizes, asymmetric and no padding.
+        shape(128, (9, 11), 128, (3, 3), 1, [1; 4], 1, 1),
+        shape(129, (8, 7), 130, (3, 3), 1, [0, 1, 2, 0], 1, 1),
+        shape(130, (6, 5), 128, (3, 3), 1, [0; 4], 1, 1),
+        shape(64, (10, 9), 64, (3, 3), 1, [1; 4], 1, 1),
         // Larger: ResNet-like 3x3 with many channels.
         shape(64, (14, 14), 40, (3, 3), 1, [1; 4], 1, 1),
     ]

@@ -5,4 +5,5 @@ mod conv;
 mod gemm;
 mod pool2d;
 mod rows;
+mod threads;
 mod util;

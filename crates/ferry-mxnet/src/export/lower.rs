@@ -43,6 +43,12 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
                 c.bind(n, 0, x);
                 return Ok(());
             }
+            if cast.to == DType::Bool {
+                // MXNet 1.9's operators reject bool arrays; truth values stay 0/1 numbers, as
+                // MXNet's own comparison and logical ops give them.
+                c.out(n, "_not_equal_scalar", vec![("scalar", "0.0".into())], &[x]);
+                return Ok(());
+            }
             c.out(n, "Cast", vec![("dtype", name.into())], &[x]);
             Ok(())
         }
@@ -72,6 +78,10 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
         }
         Op::Unsqueeze => unsqueeze(c, n),
         Op::Squeeze => {
+            if n.outputs.first().copied().flatten().is_some_and(|o| c.entries.contains_key(&o)) {
+                // Written by the SliceChannel (squeeze_axis) its Split became.
+                return Ok(());
+            }
             let x = c.input(n, 0)?;
             let mut attrs = vec![];
             if n.inputs.get(1).copied().flatten().is_some() {
@@ -300,7 +310,7 @@ pub(crate) fn lower(c: &mut Cx, n: &Node) -> R {
         Op::ScatterElements { .. } | Op::ScatterNd { .. } => no("scatter ops are not lowered"),
         Op::Trilu { .. } => no("Trilu is not lowered"),
         Op::Compress { .. } | Op::NonZero | Op::Unique { .. } => no("data-dependent output shapes"),
-        Op::Resize(_) => no("Resize is not lowered"),
+        Op::Resize(r) => resize(c, n, r),
         Op::CumSum { .. } => no("MXNet 1.x has no cumsum outside the numpy namespace"),
         Op::MatMulInteger | Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => {
             no("quantized ops are not lowered")
@@ -507,7 +517,6 @@ fn scalar_operand(c: &Cx, n: &Node, i: usize, other: usize) -> Option<String> {
 
 fn binary(c: &mut Cx, n: &Node, b: BinaryOp) -> R {
     use BinaryOp::*;
-    let cmp = matches!(b, Equal | Less | LessOrEqual | Greater | GreaterOrEqual);
     let (bcast, scalar, rscalar): (&str, Option<&str>, Option<&str>) = match b {
         Add => ("broadcast_add", Some("_plus_scalar"), Some("_plus_scalar")),
         Sub => ("broadcast_sub", Some("_minus_scalar"), Some("_rminus_scalar")),
@@ -536,26 +545,17 @@ fn binary(c: &mut Cx, n: &Node, b: BinaryOp) -> R {
     } else {
         None
     };
-    let result_op_name = if cmp { None } else { Some(()) };
     match form {
         Some((op, s, keep)) => {
             let x = c.input(n, keep)?;
-            if result_op_name.is_some() {
-                c.out(n, op, vec![("scalar", s)], &[x]);
-            } else {
-                let r = c.tmp(n, op, "compare", vec![("scalar", s)], &[x]);
-                c.out(n, "Cast", vec![("dtype", "bool".into())], &[r]);
-            }
+            // A comparison's truth values stay 0/1 in the operand type: MXNet 1.9's operators
+            // reject bool arrays.
+            c.out(n, op, vec![("scalar", s)], &[x]);
         }
         None => {
             let (x, y) = (c.input(n, 0)?, c.input(n, 1)?);
-            if cmp {
-                // MXNet's comparisons give 0/1 in the operands' type.
-                let r = c.tmp(n, bcast, "compare", vec![], &[x, y]);
-                c.out(n, "Cast", vec![("dtype", "bool".into())], &[r]);
-            } else {
-                c.out(n, bcast, vec![], &[x, y]);
-            }
+            // MXNet's comparisons give 0/1 in the operands' type, which stands for bool here.
+            c.out(n, bcast, vec![], &[x, y]);
         }
     }
     Ok(())
@@ -673,6 +673,20 @@ fn split(c: &mut Cx, n: &Node, axis: i64) -> R {
         .collect::<Option<_>>()
         .ok_or("output shapes are unknown")?;
     let name = c.out_name(n, 0);
+    if sizes.iter().all(|s| *s == 1) {
+        if let Some(squeezes) = squeezed_outputs(c, n, axis) {
+            // Split into unit slices, each squeezed: one SliceChannel with squeeze_axis, named
+            // (and listing its outputs) as the squeezed values are.
+            let name = c.out_name(squeezes[0], 0);
+            let attrs =
+                vec![("axis", axis.to_string()), ("num_outputs", k.to_string()), ("squeeze_axis", "True".into())];
+            let id = c.push("SliceChannel", &name, attrs, &[x], k);
+            for (i, sq) in squeezes.iter().enumerate() {
+                c.bind(sq, 0, (id, i));
+            }
+            return Ok(());
+        }
+    }
     let id = if sizes.iter().all(|s| *s == sizes[0]) {
         let attrs = vec![("axis", axis.to_string()), ("num_outputs", k.to_string())];
         c.push("SliceChannel", &name, attrs, &[x], k)
@@ -688,6 +702,71 @@ fn split(c: &mut Cx, n: &Node, axis: i64) -> R {
         c.bind(n, i, (id, i));
     }
     Ok(())
+}
+
+/// The Squeeze nodes reading each output of `split`, when every output is read by exactly one
+/// node and that node squeezes exactly `axis`.
+fn squeezed_outputs<'a>(c: &Cx<'a>, split: &Node, axis: i64) -> Option<Vec<&'a Node>> {
+    let rank = c.in_rank(split, 0)? as i64;
+    let mut out = Vec::new();
+    for o in &split.outputs {
+        let o = (*o)?;
+        if c.uses.get(&o) != Some(&1) {
+            return None;
+        }
+        let reader = c.g.nodes.iter().find(|m| m.inputs.first() == Some(&Some(o)))?;
+        if !matches!(reader.op, Op::Squeeze) {
+            return None;
+        }
+        let axes = c.const_ints(reader, 1)?;
+        if axes.len() != 1 || (axes[0] + rank) % rank != axis {
+            return None;
+        }
+        out.push(reader);
+    }
+    Some(out)
+}
+
+/// 4-D resizes over height and width: nearest with whole-number scales (asymmetric, floor) is
+/// UpSampling; linear with align_corners or (pytorch_)half_pixel is BilinearResize2D.
+fn resize(c: &mut Cx, n: &Node, r: &ferry_ir::ops::Resize) -> R {
+    let x = c.input(n, 0)?;
+    let (i, o) = (c.in_shape(n, 0), c.out_shape(n, 0));
+    let (Some(i), Some(o)) = (i, o) else { return no("the input and output shapes must be known") };
+    if i.len() != 4 || o.len() != 4 || i[0] != o[0] || i[1] != o[1] {
+        return no("MXNet resizes only the height and width of NCHW data");
+    }
+    if r.antialias || r.axes.as_ref().is_some_and(|a| a.iter().any(|a| !matches!(a, 2 | 3 | -1 | -2))) {
+        return no("antialiased resizes are not lowered");
+    }
+    match r.mode.as_str() {
+        "nearest" => {
+            let whole = i[2] > 0 && o[2] % i[2] == 0 && i[3] > 0 && o[3] % i[3] == 0;
+            let s = if whole { o[2] / i[2] } else { 0 };
+            if s == 0 || o[3] / i[3] != s {
+                return no("nearest resizing to MXNet needs one whole-number scale for height and width");
+            }
+            if r.coordinate_transformation_mode != "asymmetric" || (s > 1 && r.nearest_mode != "floor") {
+                return no("MXNet's nearest UpSampling repeats pixels (asymmetric coordinates, floor)");
+            }
+            let attrs = vec![("sample_type", "nearest".into()), ("scale", s.to_string()), ("num_args", "1".into())];
+            c.out(n, "UpSampling", attrs, &[x]);
+            Ok(())
+        }
+        "linear" => {
+            let align = match r.coordinate_transformation_mode.as_str() {
+                "align_corners" => true,
+                "pytorch_half_pixel" => false,
+                "half_pixel" if o[2] > 1 && o[3] > 1 => false,
+                other => return no(&format!("MXNet's BilinearResize2D has no '{other}' coordinates")),
+            };
+            let attrs =
+                vec![("height", o[2].to_string()), ("width", o[3].to_string()), ("align_corners", bool_attr(align))];
+            c.out(n, "_contrib_BilinearResize2D", attrs, &[x]);
+            Ok(())
+        }
+        other => no(&format!("MXNet has no '{other}' resize")),
+    }
 }
 
 fn slice(c: &mut Cx, n: &Node) -> R {

@@ -4,6 +4,9 @@
 //! cannot express is reported, all of them, in one error.
 
 mod lower;
+mod written;
+
+pub use written::WRITTEN_OPS;
 
 use crate::error::{MxnetError, Result};
 use crate::params::{NdArray, ParamsFile, dtype_flag};
@@ -100,8 +103,11 @@ impl<'a> Cx<'a> {
         if t.shape.is_empty() {
             t.shape = vec![1];
         }
+        // The declared shape lets MXNet bind parameters whose op cannot infer them (e.g. `dot`'s
+        // right-hand side, as constant folding leaves it).
+        let attrs = vec![("__shape__".to_string(), tuple(&t.shape))];
         self.params.push((name.clone(), t));
-        self.nodes.push(SymNode { op: "null".into(), name, attr_key: "attrs".into(), ..Default::default() });
+        self.nodes.push(SymNode { op: "null".into(), name, attrs, attr_key: "attrs".into(), ..Default::default() });
         self.n_out.push(1);
         (self.nodes.len() - 1, 0)
     }
@@ -300,6 +306,27 @@ pub fn export_model(model: &Model) -> Result<(Symbol, ParamsFile)> {
     }
     if !problems.is_empty() {
         return Err(problems_error(&problems));
+    }
+    // A head that is a variable (a constant, or a graph input passed through) lists under the
+    // variable's own name: copy it so that it lists as `<name>_output` like any op output.
+    for (k, &o) in g.outputs.iter().enumerate() {
+        let (node, _) = heads[k];
+        if cx.nodes[node].op == "null" {
+            let name = strip_output(&g.values[o].name).to_string();
+            let old = cx.nodes[node].name.clone();
+            if cx.params.iter().any(|(p, _)| *p == old) {
+                // A parameter takes a name of its own: MXNet would list it under the copy's
+                // output name otherwise, and names read back from it would clash.
+                let renamed = cx.unique(&format!("{name}_value"));
+                for p in cx.params.iter_mut().filter(|(p, _)| *p == old) {
+                    p.0 = renamed.clone();
+                }
+                cx.nodes[node].name = renamed;
+                cx.used.remove(&old);
+            }
+            let id = cx.push("_copy", &name, vec![], &[heads[k]], 1);
+            heads[k] = (id, 0);
+        }
     }
     // Name each head's node so that MXNet lists the output under the graph output's name.
     for (k, &o) in g.outputs.iter().enumerate() {

@@ -168,6 +168,10 @@ pub fn binary(op: BinaryOp, a: &Array, b: &Array) -> KernelResult<Array> {
         };
         return Ok(Array::Bool(r));
     }
+    if op == Pow && dtype.is_int() && !b.dtype().is_int() {
+        // An integer base to a float power: numpy's power, then the base's type (truncated).
+        return Array::from_f64(dtype, zip2(&a.to_f64()?, &b.to_f64()?, f64::powf)?);
+    }
     if dtype.is_int() {
         let (x, y) = (a.to_i64()?, b.to_i64()?);
         let unsigned = dtype.is_unsigned_int();
@@ -204,6 +208,10 @@ pub fn binary(op: BinaryOp, a: &Array, b: &Array) -> KernelResult<Array> {
             BitOr => zip2(&x, &y, |x, y| x | y)?,
             BitXor => zip2(&x, &y, |x, y| x ^ y)?,
             ShiftLeft => zip2(&x, &y, |x, y| if (y as u64) >= bits as u64 { 0 } else { ((x as u64) << y) as i64 })?,
+            // Signed types (BitShift-28) shift arithmetically; a negative count counts as too wide.
+            ShiftRight if !unsigned => {
+                zip2(&x, &y, |x, y| if (y as u64) >= bits as u64 { if x < 0 { -1 } else { 0 } } else { x >> y })?
+            }
             ShiftRight => zip2(&x, &y, |x, y| {
                 let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
                 if (y as u64) >= bits as u64 { 0 } else { (((x as u64) & mask) >> y) as i64 }
