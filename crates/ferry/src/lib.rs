@@ -1,15 +1,32 @@
 //! ferry: carry neural-network models between frameworks.
 //!
 //! Load any supported file into a [`Model`] (the format is detected), inspect or transform it,
-//! and save it to any supported format and version.
+//! save it to any supported format and version, and [`prepare`] it once to run it many times.
 //!
-//! ```no_run
-//! let model = ferry::load(std::path::Path::new("model.onnx"))?;
-//! let report = ferry::check(&model);
-//! assert!(report.is_valid());
-//! let opts = ferry::SaveOptions { opset: Some(13), ..Default::default() };
-//! ferry::save(&model, std::path::Path::new("model-opset13.onnx"), &opts)?;
-//! # Ok::<(), ferry::Error>(())
+//! ```
+//! use std::path::Path;
+//!
+//! // An MXNet model recorded from MXNet 1.9.1 (no MXNet needed): symbol JSON + .params.
+//! let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+//! let opts = ferry::LoadOptions { input_shapes: vec![("data".into(), vec![1, 3, 16, 16])], ..Default::default() };
+//! let model = ferry::load_with(&examples.join("mxnet/tiny_resnet-symbol.json"), &opts)?;
+//! assert!(ferry::check(&model).is_valid());
+//!
+//! // Save it as ONNX at opset 13 (written to a temporary file, then renamed into place) and read it back.
+//! let dir = tempfile::tempdir()?;
+//! let onnx = dir.path().join("tiny_resnet.onnx");
+//! ferry::save(&model, &onnx, &ferry::SaveOptions { opset: Some(13), ..Default::default() })?;
+//! let converted = ferry::load(&onnx)?;
+//!
+//! // Prepare once (optimized path), run many times; compare with the original on the reference path.
+//! let fast = ferry::prepare(&converted, &ferry::PrepareOptions { path: ferry::ExecPath::Optimized, threads: 1 })?;
+//! let oracle = ferry::prepare(&model, &ferry::PrepareOptions::default())?;
+//! let x = ferry::ir::Tensor::from_f32(vec![1, 3, 16, 16], &[0.25; 3 * 16 * 16])?;
+//! let got = fast.run(vec![("data".into(), ferry::Value::Tensor(x.clone()))])?;
+//! let want = oracle.run(vec![("data".into(), ferry::Value::Tensor(x))])?;
+//! let (got, want) = (got[0].tensor().unwrap().to_f64_vec()?, want[0].tensor().unwrap().to_f64_vec()?);
+//! assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod check;
