@@ -37,7 +37,9 @@ pub(super) fn run(
     let (oh, ow) = s.out_hw();
     let ohw = oh * ow;
     let taps = s.kh * s.kw;
-    let per_task = pool.chunk_for(s.c_out, (crate::pool::PAR_MIN_ELEMS / 4 / ohw.max(1)).max(1));
+    // At least 64K outputs (~0.6M multiply-adds for 3x3) per task: the 3x3 loop does a 7x7 plane
+    // in ~40 ns, so smaller tasks would cost more to hand out than to compute.
+    let per_task = pool.chunk_for(s.c_out, (2 * crate::pool::PAR_MIN_ELEMS / ohw.max(1)).max(1));
     let isa = isa();
     // Where tap column kx starts within a phased row (phase offset plus position).
     let padded_w = s.w + s.pads[1] + s.pads[3];

@@ -232,10 +232,13 @@ struct Rect {
 /// columns), rows as well when there are too few columns.
 fn split(threads: usize, m: usize, n: usize, k: usize, kern: Kernel) -> Vec<Rect> {
     let whole = Rect { r0: 0, r1: m, c0: 0, c1: n };
-    if threads <= 1 || m.saturating_mul(n).saturating_mul(k.max(1)) < PAR_MIN_MACS {
+    // A few tasks per thread (stealing evens out a busy core), but none under PAR_MIN_MACS: waking
+    // a thread for less costs more than it saves.
+    let macs = m.saturating_mul(n).saturating_mul(k.max(1));
+    let target = (threads * 2).min(macs / PAR_MIN_MACS);
+    if threads <= 1 || target < 2 {
         return vec![whole];
     }
-    let target = threads * 2;
     let col_panels = n.div_ceil(kern.nr);
     let row_panels = m.div_ceil(kern.mr);
     let n_parts = col_panels.min(target);
