@@ -6,6 +6,7 @@
 //! (`kernels.rs`) computes `MR x NR` tiles of C. The epilogue runs on each tile right after its
 //! last block, while the tile is still in L1. Threads take disjoint rectangles of C.
 
+mod gemv;
 mod kernels;
 mod pack;
 
@@ -208,6 +209,11 @@ fn gemm_impl(pool: &Pool, m: usize, n: usize, k: usize, a: Lhs, b: BSource, c: &
     check_epilogue(m, n, c, c_rs, ep);
     if m == 0 || n == 0 {
         return;
+    }
+    if let (1, ASource::Strided(v), BSource::Packed(p)) = (m, &a, &b) {
+        if k > 0 {
+            return gemv::gemv_packed(pool, v, p, c, ep);
+        }
     }
     let out = OutPtr(c.as_mut_ptr());
     let job = Job { kern, m, k, a, b, out, c_rs, ep };
