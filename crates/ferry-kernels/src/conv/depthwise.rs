@@ -8,7 +8,8 @@
 //!
 //! With AVX-512, 3x3 undilated filters (MobileNet's) take a faster loop instead: it holds the
 //! input rows an output row needs in registers and slides them down each 16-wide column block,
-//! and reads stride-1 inputs in place (masked loads supply the padding), with Relu/Clip fused.
+//! and reads stride-1 and stride-2 inputs in place (masked loads supply the padding; stride 2 keeps
+//! the even lanes of two loads), with Relu/Clip fused.
 
 use super::Conv2dShape;
 use crate::act::{Act, apply_slice};
@@ -47,10 +48,10 @@ pub(super) fn run(
     let tap_starts: Vec<usize> =
         (0..s.kw).map(|kx| (kx * s.dilation[1] % s.stride[1]) * pw + kx * s.dilation[1] / s.stride[1]).collect();
     // 3x3 undilated (MobileNet's case) takes the AVX-512 loop that slides a window of input rows
-    // held in registers down each 16-wide column block; with stride 1 it reads the input plane in
-    // place (masked loads do the padding). Every other case reads a phased copy.
+    // held in registers down each 16-wide column block; with stride 1 or 2 it reads the input plane
+    // in place (masked loads do the padding). Every other case reads a phased copy.
     let small = isa == Isa::Avx512 && s.kh == 3 && s.kw == 3 && s.dilation == [1, 1];
-    let direct = small && s.stride[1] == 1;
+    let direct = small && s.stride[1] <= 2;
     // Relu and Clip are applied in registers by the AVX-512 loop; the rest in a pass over the plane.
     let fused = small && matches!(act, Act::None | Act::Relu | Act::Clip { .. });
     // Phased reads stay inside a phased row: every tap reads at most `tap + ow` values.
@@ -136,26 +137,34 @@ fn phase_plane(s: &Conv2dShape, plane: &[f32], len: usize, dst: &mut [f32]) {
 
 /// Lanes `lo..hi` of 16 (clamped), as a bit mask.
 fn lane_mask(lo: isize, hi: isize) -> u16 {
-    let (lo, hi) = (lo.clamp(0, LANES as isize), hi.clamp(0, LANES as isize));
-    if hi <= lo { 0 } else { (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16 }
+    lane_mask32(lo, hi.min(LANES as isize)) as u16
 }
 
-/// Per (16-output chunk, kx): where the tap's first input lies within a source row, and which of
-/// the 16 lanes read real inputs (the others are zero padding or past the row's end). Direct
-/// (stride 1): the source row is the input row itself, lanes with 0 <= x < w are read. Phased:
-/// the source row is a padded phased row (see `phase_plane`), every output lane is read.
-fn lane_table(s: &Conv2dShape, ow: usize, direct: bool, tap_starts: &[usize]) -> Vec<(isize, u16)> {
+/// Lanes `lo..hi` of 32 (clamped), as a bit mask.
+fn lane_mask32(lo: isize, hi: isize) -> u32 {
+    let (lo, hi) = (lo.clamp(0, 32) as u32, hi.clamp(0, 32) as u32);
+    if hi <= lo { 0 } else { (u32::MAX >> (32 - hi)) & !((1u64 << lo) - 1) as u32 }
+}
+
+/// Per (16-output chunk, kx): where the tap's first input lies within a source row, and which
+/// lanes read real inputs (the others are zero padding or past the row's end). Direct: the source
+/// row is the input row itself; stride 1 reads 16 lanes from there, stride 2 reads 32 (two
+/// vectors, of which the even lanes are used), only those with 0 <= x < w. Phased: the source row
+/// is a padded phased row (see `phase_plane`), every output lane is read.
+fn lane_table(s: &Conv2dShape, ow: usize, direct: bool, tap_starts: &[usize]) -> Vec<(isize, u32)> {
     let chunks = ow.div_ceil(LANES);
     let mut lanes = Vec::with_capacity(chunks * s.kw);
     for c in 0..chunks {
         let ox = (c * LANES) as isize;
         let n = LANES.min(ow - c * LANES) as isize;
         for (kx, &tap) in tap_starts.iter().enumerate() {
+            let st = s.stride[1] as isize;
             if direct {
-                let x0 = ox + (kx * s.dilation[1]) as isize - s.pads[1] as isize;
-                lanes.push((x0, lane_mask(-x0, n.min(s.w as isize - x0))));
+                let x0 = ox * st + (kx * s.dilation[1]) as isize - s.pads[1] as isize;
+                // The last input used is x0 + st*(n-1).
+                lanes.push((x0, lane_mask32(-x0, (st * (n - 1) + 1).min(s.w as isize - x0))));
             } else {
-                lanes.push((tap as isize + ox, lane_mask(0, n)));
+                lanes.push((tap as isize + ox, lane_mask(0, n) as u32));
             }
         }
     }
@@ -184,7 +193,7 @@ struct Channel<'a> {
     /// 3x3 undilated: `compute_avx512_3x3` (AVX-512 only).
     small: bool,
     /// `lane_table` (used by `compute_avx512_3x3`).
-    lanes: &'a [(isize, u16)],
+    lanes: &'a [(isize, u32)],
 }
 
 impl Isa {
@@ -301,7 +310,7 @@ unsafe fn compute_avx512_3x3(job: &mut Channel, dst: &mut [f32]) {
     assert!(s.kh == 3 && s.kw == 3 && dst.len() >= oh * ow && job.w.len() >= 9);
     let chunks = ow.div_ceil(LANES);
     let (src, row_len): (&[f32], usize) = if job.direct {
-        assert!(st == 1 && job.plane.len() >= s.h * s.w);
+        assert!(st <= 2 && job.plane.len() >= s.h * s.w);
         (job.plane, s.w)
     } else {
         phase_plane(s, job.plane, pw, job.phased);
@@ -310,6 +319,9 @@ unsafe fn compute_avx512_3x3(job: &mut Channel, dst: &mut [f32]) {
     };
     // The table's offsets and masks keep every read inside a source row (see `lane_table`).
     assert!(job.lanes.len() == chunks * 3);
+    // Stride 2 read in place: inputs x0, x0 + 2, ... are the even lanes of two consecutive vectors.
+    let pairs = job.direct && st == 2;
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let (lo, hi) = match job.act {
         Act::Relu => (_mm512_set1_ps(0.0), _mm512_set1_ps(f32::INFINITY)),
         Act::Clip { min, max } => (_mm512_set1_ps(min), _mm512_set1_ps(max)),
@@ -322,8 +334,7 @@ unsafe fn compute_avx512_3x3(job: &mut Channel, dst: &mut [f32]) {
     for c in 0..chunks {
         let ox = c * LANES;
         let out_mask = lane_mask(0, (ow - ox).min(LANES) as isize) as __mmask16;
-        let [(o0, m0), (o1, m1), (o2, m2)]: [(isize, u16); 3] =
-            job.lanes[c * 3..c * 3 + 3].try_into().expect("three taps");
+        let taps: [(isize, u32); 3] = job.lanes[c * 3..c * 3 + 3].try_into().expect("three taps");
         // SAFETY: a lane is read only under its tap mask, which admits exactly the positions
         // inside source row iy (direct: 0 <= x < w; phased: inside the padded row, checked in
         // `run`), and only for 0 <= iy < h; pointers are formed with wrapping arithmetic, so
@@ -333,13 +344,15 @@ unsafe fn compute_avx512_3x3(job: &mut Channel, dst: &mut [f32]) {
                 return [_mm512_setzero_ps(); 3];
             }
             let r = base.wrapping_add(iy as usize * row_len);
-            unsafe {
-                [
-                    _mm512_maskz_loadu_ps(m0 as __mmask16, r.wrapping_offset(o0)),
-                    _mm512_maskz_loadu_ps(m1 as __mmask16, r.wrapping_offset(o1)),
-                    _mm512_maskz_loadu_ps(m2 as __mmask16, r.wrapping_offset(o2)),
-                ]
-            }
+            taps.map(|(off, m)| unsafe {
+                let first = _mm512_maskz_loadu_ps(m as __mmask16, r.wrapping_offset(off));
+                if pairs {
+                    let second = _mm512_maskz_loadu_ps((m >> 16) as __mmask16, r.wrapping_offset(off + 16));
+                    _mm512_permutex2var_ps(first, evens, second)
+                } else {
+                    first
+                }
+            })
         };
         let mut win = [row(-top), row(1 - top), row(2 - top)];
         for oy in 0..oh {

@@ -57,6 +57,9 @@ fn cases() -> Vec<Conv2dShape> {
         shape(2, (4, 17), 2, (3, 5), 1, [0, 3, 2, 1], 1, 2),
         shape(2, (6, 13), 2, (3, 5), 1, [0, 3, 2, 1], 1, 2),
         shape(3, (9, 16), 3, (3, 3), 1, [1, 1, 1, 1], 1, 3),
+        // Stride 2 read in place (two vectors per tap): no left pad, even and odd widths past 32.
+        shape(2, (5, 40), 2, (3, 3), 2, [0, 0, 1, 1], 1, 2),
+        shape(2, (7, 67), 2, (3, 3), 2, [1, 1, 1, 1], 1, 2),
         // Depthwise with a channel multiplier (c_out = 2 c_in) is a grouped convolution.
         shape(4, (6, 6), 8, (3, 3), 1, [1; 4], 1, 4),
         // Small output planes with many output channels (computed as the transposed product).
