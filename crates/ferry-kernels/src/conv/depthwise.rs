@@ -188,7 +188,7 @@ struct Channel<'a> {
     accumulate: bool,
     /// Applied in registers by the AVX-512 loop when it is None, Relu or Clip.
     act: Act,
-    /// Read `plane` in place (stride 1, AVX-512 only) instead of the phased copy.
+    /// Read `plane` in place (3x3, stride 1 or 2, AVX-512 only) instead of the phased copy.
     direct: bool,
     /// 3x3 undilated: `compute_avx512_3x3` (AVX-512 only).
     small: bool,
