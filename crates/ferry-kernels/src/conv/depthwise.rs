@@ -5,6 +5,11 @@
 //! the padded row goes to phase `x % stride_w`, position `x / stride_w`), so every tap reads a
 //! contiguous run of inputs for consecutive outputs, whatever the stride, and needs no bounds tests.
 //! Outputs are then computed 16 at a time in a small array the compiler keeps in vector registers.
+//!
+//! With AVX-512, 3x3 undilated filters (MobileNet's) take a faster loop instead: it holds the
+//! input rows an output row needs in registers and slides them down each 16-wide column block,
+//! and reads stride-1 and stride-2 inputs in place (masked loads supply the padding; stride 2 keeps
+//! the even lanes of two loads), with Relu/Clip fused.
 
 use super::Conv2dShape;
 use crate::act::{Act, apply_slice};
@@ -33,18 +38,32 @@ pub(super) fn run(
     let (oh, ow) = s.out_hw();
     let ohw = oh * ow;
     let taps = s.kh * s.kw;
-    let per_task = pool.chunk_for(s.c_out, (crate::pool::PAR_MIN_ELEMS / 4 / ohw.max(1)).max(1));
+    // At least 64K outputs (~0.6M multiply-adds for 3x3) per task: the 3x3 loop does a 7x7 plane
+    // in ~40 ns, so smaller tasks would cost more to hand out than to compute.
+    let per_task = pool.chunk_for(s.c_out, (2 * crate::pool::PAR_MIN_ELEMS / ohw.max(1)).max(1));
     let isa = isa();
     // Where tap column kx starts within a phased row (phase offset plus position).
     let padded_w = s.w + s.pads[1] + s.pads[3];
     let pw = padded_w.div_ceil(s.stride[1]);
     let tap_starts: Vec<usize> =
         (0..s.kw).map(|kx| (kx * s.dilation[1] % s.stride[1]) * pw + kx * s.dilation[1] / s.stride[1]).collect();
+    // 3x3 undilated (MobileNet's case) takes the AVX-512 loop that slides a window of input rows
+    // held in registers down each 16-wide column block; with stride 1 or 2 it reads the input plane
+    // in place (masked loads do the padding). Every other case reads a phased copy.
+    let small = isa == Isa::Avx512 && s.kh == 3 && s.kw == 3 && s.dilation == [1, 1];
+    let direct = small && s.stride[1] <= 2;
+    // Relu and Clip are applied in registers by the AVX-512 loop; the rest in a pass over the plane.
+    let fused = small && matches!(act, Act::None | Act::Relu | Act::Clip { .. });
+    // Phased reads stay inside a phased row: every tap reads at most `tap + ow` values.
+    assert!(direct || tap_starts.iter().all(|&t| t + ow <= s.stride[1] * pw));
+    let lanes = lane_table(s, ow, direct, &tap_starts);
     pool.for_each_chunk_mut(out, per_task * ohw, |t, chunk| {
         let mut phased = PLANE.with(|p| std::mem::take(&mut *p.borrow_mut()));
         // Zero once per task: channels overwrite the same interior positions, padding stays zero.
         phased.clear();
-        phased.resize(s.h * s.stride[1] * pw, 0.0);
+        if !direct {
+            phased.resize(s.h * s.stride[1] * pw, 0.0);
+        }
         for (i, dst) in chunk.chunks_exact_mut(ohw).enumerate() {
             let c = t * per_task + i;
             let plane = &input[c * s.h * s.w..(c + 1) * s.h * s.w];
@@ -60,9 +79,15 @@ pub(super) fn run(
                 oh,
                 ow,
                 accumulate,
+                act,
+                direct,
+                small,
+                lanes: &lanes,
             };
             isa.run(&mut job, dst);
-            apply_slice(act, dst);
+            if !fused {
+                apply_slice(act, dst);
+            }
         }
         PLANE.with(|p| *p.borrow_mut() = phased);
     });
@@ -110,6 +135,42 @@ fn phase_plane(s: &Conv2dShape, plane: &[f32], len: usize, dst: &mut [f32]) {
     }
 }
 
+/// Lanes `lo..hi` of 16 (clamped), as a bit mask.
+fn lane_mask(lo: isize, hi: isize) -> u16 {
+    lane_mask32(lo, hi.min(LANES as isize)) as u16
+}
+
+/// Lanes `lo..hi` of 32 (clamped), as a bit mask.
+fn lane_mask32(lo: isize, hi: isize) -> u32 {
+    let (lo, hi) = (lo.clamp(0, 32) as u32, hi.clamp(0, 32) as u32);
+    if hi <= lo { 0 } else { (u32::MAX >> (32 - hi)) & !((1u64 << lo) - 1) as u32 }
+}
+
+/// Per (16-output chunk, kx): where the tap's first input lies within a source row, and which
+/// lanes read real inputs (the others are zero padding or past the row's end). Direct: the source
+/// row is the input row itself; stride 1 reads 16 lanes from there, stride 2 reads 32 (two
+/// vectors, of which the even lanes are used), only those with 0 <= x < w. Phased: the source row
+/// is a padded phased row (see `phase_plane`), every output lane is read.
+fn lane_table(s: &Conv2dShape, ow: usize, direct: bool, tap_starts: &[usize]) -> Vec<(isize, u32)> {
+    let chunks = ow.div_ceil(LANES);
+    let mut lanes = Vec::with_capacity(chunks * s.kw);
+    for c in 0..chunks {
+        let ox = (c * LANES) as isize;
+        let n = LANES.min(ow - c * LANES) as isize;
+        for (kx, &tap) in tap_starts.iter().enumerate() {
+            let st = s.stride[1] as isize;
+            if direct {
+                let x0 = ox * st + (kx * s.dilation[1]) as isize - s.pads[1] as isize;
+                // The last input used is x0 + st*(n-1).
+                lanes.push((x0, lane_mask32(-x0, (st * (n - 1) + 1).min(s.w as isize - x0))));
+            } else {
+                lanes.push((tap as isize + ox, lane_mask(0, n) as u32));
+            }
+        }
+    }
+    lanes
+}
+
 struct Channel<'a> {
     s: &'a Conv2dShape,
     /// This channel's input plane.
@@ -125,6 +186,14 @@ struct Channel<'a> {
     oh: usize,
     ow: usize,
     accumulate: bool,
+    /// Applied in registers by the AVX-512 loop when it is None, Relu or Clip.
+    act: Act,
+    /// Read `plane` in place (3x3, stride 1 or 2, AVX-512 only) instead of the phased copy.
+    direct: bool,
+    /// 3x3 undilated: `compute_avx512_3x3` (AVX-512 only).
+    small: bool,
+    /// `lane_table` (used by `compute_avx512_3x3`).
+    lanes: &'a [(isize, u32)],
 }
 
 impl Isa {
@@ -133,6 +202,8 @@ impl Isa {
             // SAFETY: `isa()` returns a level only when the CPU has its features.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { compute_avx2(job, dst) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if job.small => unsafe { compute_avx512_3x3(job, dst) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => unsafe { compute_avx512(job, dst) },
             _ => job.compute(dst),
@@ -219,6 +290,96 @@ unsafe fn compute_avx512(job: &mut Channel, dst: &mut [f32]) {
             for u in 0..4 {
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(oy[u] * ow + ox[u]), mask[u], acc[u]);
             }
+        }
+    }
+}
+
+/// 3x3 undilated, any stride: per 16-wide column block, the three input rows an output row needs
+/// are held in registers as three shifted vectors each, and slide down (stride 1 loads one new
+/// row per output row, stride 2 two): 3 (or 6) loads per 9 FMAs instead of 9. The activation is
+/// applied in registers when it is None, Relu or Clip.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn compute_avx512_3x3(job: &mut Channel, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let s = job.s;
+    let (st, pw, ow, oh) = (s.stride[1], job.pw, job.ow, job.oh);
+    assert!(s.kh == 3 && s.kw == 3 && dst.len() >= oh * ow && job.w.len() >= 9);
+    let chunks = ow.div_ceil(LANES);
+    let (src, row_len): (&[f32], usize) = if job.direct {
+        assert!(st <= 2 && job.plane.len() >= s.h * s.w);
+        (job.plane, s.w)
+    } else {
+        phase_plane(s, job.plane, pw, job.phased);
+        assert!(job.phased.len() >= s.h * st * pw);
+        (&*job.phased, st * pw)
+    };
+    // The table's offsets and masks keep every read inside a source row (see `lane_table`).
+    assert!(job.lanes.len() == chunks * 3);
+    // Stride 2 read in place: inputs x0, x0 + 2, ... are the even lanes of two consecutive vectors.
+    let pairs = job.direct && st == 2;
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let (lo, hi) = match job.act {
+        Act::Relu => (_mm512_set1_ps(0.0), _mm512_set1_ps(f32::INFINITY)),
+        Act::Clip { min, max } => (_mm512_set1_ps(min), _mm512_set1_ps(max)),
+        _ => (_mm512_set1_ps(f32::NEG_INFINITY), _mm512_set1_ps(f32::INFINITY)),
+    };
+    let w: [__m512; 9] = std::array::from_fn(|i| _mm512_set1_ps(job.w[i]));
+    let bias = _mm512_set1_ps(job.bias);
+    let base = src.as_ptr();
+    let (sy, top) = (s.stride[0] as isize, s.pads[0] as isize);
+    for c in 0..chunks {
+        let ox = c * LANES;
+        let out_mask = lane_mask(0, (ow - ox).min(LANES) as isize) as __mmask16;
+        let taps: [(isize, u32); 3] = job.lanes[c * 3..c * 3 + 3].try_into().expect("three taps");
+        // SAFETY: a lane is read only under its tap mask, which admits exactly the positions
+        // inside source row iy (direct: 0 <= x < w; phased: inside the padded row, checked in
+        // `run`), and only for 0 <= iy < h; pointers are formed with wrapping arithmetic, so
+        // masked-off lanes outside the slice are never dereferenced.
+        let row = |iy: isize| -> [__m512; 3] {
+            if iy < 0 || iy >= s.h as isize {
+                return [_mm512_setzero_ps(); 3];
+            }
+            let r = base.wrapping_add(iy as usize * row_len);
+            taps.map(|(off, m)| unsafe {
+                let first = _mm512_maskz_loadu_ps(m as __mmask16, r.wrapping_offset(off));
+                if pairs {
+                    let second = _mm512_maskz_loadu_ps((m >> 16) as __mmask16, r.wrapping_offset(off + 16));
+                    _mm512_permutex2var_ps(first, evens, second)
+                } else {
+                    first
+                }
+            })
+        };
+        let mut win = [row(-top), row(1 - top), row(2 - top)];
+        for oy in 0..oh {
+            let out = dst.as_mut_ptr().wrapping_add(oy * ow + ox);
+            // Three chains (one per kernel row) that meet at the end.
+            let mut acc = [bias, _mm512_setzero_ps(), _mm512_setzero_ps()];
+            if job.accumulate {
+                // SAFETY: out[oy*ow + ox..][..n] is inside `dst` (checked above) under the mask.
+                acc[1] = unsafe { _mm512_maskz_loadu_ps(out_mask, out) };
+            }
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    acc[ky] = _mm512_fmadd_ps(w[ky * 3 + kx], win[ky][kx], acc[ky]);
+                }
+            }
+            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
+            // As `apply_inline` clamps: max then min (min > max gives max), and the sum as the
+            // second operand, which these return when either is NaN, so NaN passes through.
+            let v = _mm512_min_ps(hi, _mm512_max_ps(lo, sum));
+            // SAFETY: as for the load above.
+            unsafe { _mm512_mask_storeu_ps(out, out_mask, v) };
+            let next = (oy as isize + 1) * sy - top;
+            win = match sy {
+                1 => [win[1], win[2], row(next + 2)],
+                2 => [win[2], row(next + 1), row(next + 2)],
+                _ => [row(next), row(next + 1), row(next + 2)],
+            };
         }
     }
 }

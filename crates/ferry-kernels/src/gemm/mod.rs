@@ -6,6 +6,7 @@
 //! (`kernels.rs`) computes `MR x NR` tiles of C. The epilogue runs on each tile right after its
 //! last block, while the tile is still in L1. Threads take disjoint rectangles of C.
 
+mod gemv;
 mod kernels;
 mod pack;
 
@@ -209,6 +210,11 @@ fn gemm_impl(pool: &Pool, m: usize, n: usize, k: usize, a: Lhs, b: BSource, c: &
     if m == 0 || n == 0 {
         return;
     }
+    if let (1, ASource::Strided(v), BSource::Packed(p)) = (m, &a, &b) {
+        if k > 0 {
+            return gemv::gemv_packed(pool, v, p, c, ep);
+        }
+    }
     let out = OutPtr(c.as_mut_ptr());
     let job = Job { kern, m, k, a, b, out, c_rs, ep };
     let tasks = split(pool.threads(), m, n, k, kern);
@@ -232,10 +238,13 @@ struct Rect {
 /// columns), rows as well when there are too few columns.
 fn split(threads: usize, m: usize, n: usize, k: usize, kern: Kernel) -> Vec<Rect> {
     let whole = Rect { r0: 0, r1: m, c0: 0, c1: n };
-    if threads <= 1 || m.saturating_mul(n).saturating_mul(k.max(1)) < PAR_MIN_MACS {
+    // A few tasks per thread (stealing evens out a busy core), but none under PAR_MIN_MACS: waking
+    // a thread for less costs more than it saves.
+    let macs = m.saturating_mul(n).saturating_mul(k.max(1));
+    let target = (threads * 2).min(macs / PAR_MIN_MACS);
+    if threads <= 1 || target < 2 {
         return vec![whole];
     }
-    let target = threads * 2;
     let col_panels = n.div_ceil(kern.nr);
     let row_panels = m.div_ceil(kern.mr);
     let n_parts = col_panels.min(target);

@@ -51,6 +51,15 @@ fn cases() -> Vec<Conv2dShape> {
         shape(9, (11, 11), 9, (5, 5), 1, [2; 4], 1, 9),
         shape(4, (3, 3), 4, (3, 3), 1, [1; 4], 1, 4),
         shape(4, (1, 1), 4, (3, 3), 1, [1; 4], 1, 4),
+        // Depthwise rows wider than one 16-lane block: odd widths, asymmetric pads on either side.
+        shape(3, (5, 37), 3, (3, 3), 1, [1, 0, 1, 2], 1, 3),
+        shape(3, (6, 33), 3, (3, 3), 2, [1, 2, 0, 1], 1, 3),
+        shape(2, (4, 17), 2, (3, 5), 1, [0, 3, 2, 1], 1, 2),
+        shape(2, (6, 13), 2, (3, 5), 1, [0, 3, 2, 1], 1, 2),
+        shape(3, (9, 16), 3, (3, 3), 1, [1, 1, 1, 1], 1, 3),
+        // Stride 2 read in place (two vectors per tap): no left pad, even and odd widths past 32.
+        shape(2, (5, 40), 2, (3, 3), 2, [0, 0, 1, 1], 1, 2),
+        shape(2, (7, 67), 2, (3, 3), 2, [1, 1, 1, 1], 1, 2),
         // Depthwise with a channel multiplier (c_out = 2 c_in) is a grouped convolution.
         shape(4, (6, 6), 8, (3, 3), 1, [1; 4], 1, 4),
         // Small output planes with many output channels (computed as the transposed product).
@@ -131,9 +140,13 @@ fn conv2d_matches_naive_for_every_shape() {
         let w = rng.vec(s.c_out * s.c_in / s.group * s.kh * s.kw);
         let b = rng.vec(s.c_out);
         let old = rng.vec(s.c_out * oh * ow);
-        for (bias, act) in
-            [(None, Act::None), (Some(&b[..]), Act::Relu), (Some(&b[..]), Act::Clip { min: 0.0, max: 6.0 })]
-        {
+        // HardSwish: an activation no kernel fuses in registers (applied in a pass afterwards).
+        for (bias, act) in [
+            (None, Act::None),
+            (Some(&b[..]), Act::Relu),
+            (Some(&b[..]), Act::Clip { min: 0.0, max: 6.0 }),
+            (Some(&b[..]), Act::HardSwish),
+        ] {
             let conv = Conv2d::new(s, &w, bias, act).unwrap();
             let mut scratch = vec![f32::NAN; conv.scratch_len()];
             for (pi, pool) in pools.iter().enumerate() {

@@ -6,6 +6,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (1, 768, 768),
     (1, 37, 300),
+    // GEMV against PackedB split over threads (>= 2M multiply-adds), a partial last panel.
+    (1, 1000, 2100),
     (5, 3, 1),
     (64, 64, 1),
     (7, 9, 13),
@@ -150,6 +152,11 @@ fn gemm_matches_naive_for_every_layout_and_epilogue() {
                     let mut c = case.c0.clone();
                     gemm(pool, case.m, case.n, case.k, &case.a, case.a_rs, case.a_cs, strided, &mut c, case.c_rs, &ep);
                     assert_close(&format!("{what} strided"), &c, &want, &scale, 1e-5);
+                    // Strided A with packed B (the m = 1 vector-matrix path when m is 1).
+                    let mut c = case.c0.clone();
+                    let packed = Rhs::Packed(&packed_b);
+                    gemm(pool, case.m, case.n, case.k, &case.a, case.a_rs, case.a_cs, packed, &mut c, case.c_rs, &ep);
+                    assert_close(&format!("{what} packed b"), &c, &want, &scale, 1e-5);
                     let mut c = case.c0.clone();
                     let lhs = Lhs::Packed(&packed_a);
                     gemm_lhs(pool, case.m, case.n, case.k, lhs, Rhs::Packed(&packed_b), &mut c, case.c_rs, &ep);

@@ -33,6 +33,9 @@ fn conv_results_are_bit_identical_across_thread_counts() {
         (64, 20, 64, 3, 1, 1),
         (16, 33, 24, 3, 2, 1),
         (32, 30, 32, 3, 1, 32),
+        // Depthwise large enough to be split over channels (>= 64K outputs per task), stride 1 and 2.
+        (96, 40, 96, 3, 1, 96),
+        (72, 81, 72, 3, 2, 72),
         (96, 7, 128, 1, 1, 1),
     ];
     for (c_in, hw, c_out, k, stride, group) in shapes {
