@@ -117,7 +117,7 @@ pub(crate) fn run_graph(g: &Graph, inputs: Vec<Option<Value>>, parent: Option<&F
                 LoopError::Run(r) => r,
             })?,
             op => {
-                check_output_sizes(node, &args).map_err(err)?;
+                crate::limits::check_node_outputs(node, &args).map_err(err)?;
                 kernels::run(op, &args, node.outputs.len()).map_err(err)?
             }
         };
@@ -306,33 +306,6 @@ fn run_scan(s: &Scan, args: Vec<Option<Value>>, n_out: usize, frame: &Frame) -> 
         outs.push(Some(stacked.map_err(msg)?));
     }
     Ok(outs)
-}
-
-/// Refuses, before the kernel allocates, an output that shape inference (with the actual input
-/// shapes and small inputs as constants) says would exceed the per-tensor ceiling.
-fn check_output_sizes(node: &ferry_ir::Node, args: &[Option<Value>]) -> Result<(), String> {
-    use ferry_ir::{Shape, ValueType};
-    let types: Vec<ValueType> = args
-        .iter()
-        .map(|a| match a {
-            Some(Value::Tensor(t)) => ValueType::tensor(t.dtype, Shape::known(&t.shape)),
-            _ => ValueType::Unknown,
-        })
-        .collect();
-    let consts: Vec<Option<&ferry_ir::Tensor>> = args
-        .iter()
-        .map(|a| match a {
-            Some(Value::Tensor(t)) if t.numel() <= 64 => Some(t),
-            _ => None,
-        })
-        .collect();
-    let Ok(outs) = ferry_ir::infer::infer_node(node, &types, &consts) else { return Ok(()) };
-    for (k, o) in outs.iter().enumerate() {
-        if let (Some(d), Some(s)) = (o.dtype(), o.shape().and_then(Shape::to_known)) {
-            crate::limits::check_tensor(d, &s, &format!("output {k}"))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -53,3 +53,30 @@ pub fn check_plan(bytes: u64, what: &str) -> Result<(), String> {
          (raise it with FERRY_MAX_PLAN_BYTES)"
     ))
 }
+
+/// Refuses, before a kernel allocates, an output that shape inference (with the actual input
+/// shapes and small inputs as constants) says would exceed the per-tensor ceiling.
+pub fn check_node_outputs(node: &ferry_ir::Node, args: &[Option<crate::Value>]) -> Result<(), String> {
+    use ferry_ir::{Shape, ValueType};
+    let types: Vec<ValueType> = args
+        .iter()
+        .map(|a| match a {
+            Some(crate::Value::Tensor(t)) => ValueType::tensor(t.dtype, Shape::known(&t.shape)),
+            _ => ValueType::Unknown,
+        })
+        .collect();
+    let consts: Vec<Option<&ferry_ir::Tensor>> = args
+        .iter()
+        .map(|a| match a {
+            Some(crate::Value::Tensor(t)) if t.numel() <= 64 => Some(t),
+            _ => None,
+        })
+        .collect();
+    let Ok(outs) = ferry_ir::infer::infer_node(node, &types, &consts) else { return Ok(()) };
+    for (k, o) in outs.iter().enumerate() {
+        if let (Some(d), Some(s)) = (o.dtype(), o.shape().and_then(Shape::to_known)) {
+            check_tensor(d, &s, &format!("output {k}"))?;
+        }
+    }
+    Ok(())
+}
