@@ -98,7 +98,7 @@ def fail_msg(what, proc):
     return f"{what} exit {proc.returncode}: {' | '.join(msg[-3:])[:400]}"
 
 
-def run_outputs(ferry, model, inputs, tmp, via):
+def run_outputs(ferry, model, inputs, tmp, via, run_args=()):
     """Outputs of MODEL on INPUTS: `ferry run` on the file itself (via None), or on ferry's MXNet export of it
     (via "mxnet"), or onnxruntime on ferry's ONNX re-export at the newest opset ("onnx") or opset K ("onnxK").
     Returns (outputs dict, None) or (None, problem)."""
@@ -126,20 +126,20 @@ def run_outputs(ferry, model, inputs, tmp, via):
             return None, fail_msg("ferry convert", proc)
         model = prefix + "-symbol.json"
     out_path = os.path.join(tmp, "out.npz")
-    proc = subprocess.run([ferry, "run", model, "--inputs", inputs, "--outputs-npz", out_path],
+    proc = subprocess.run([ferry, "run", model, "--inputs", inputs, "--outputs-npz", out_path, *run_args],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         return None, fail_msg("ferry run", proc)
     return dict(np.load(out_path)), None
 
 
-def check_model(ferry, d, name, via=None):
+def check_model(ferry, d, name, via=None, run_args=()):
     model = os.path.join(d, name.split(".")[0] + ".onnx")
     inputs = os.path.join(d, name + ".inputs.npz")
     ref = dict(np.load(os.path.join(d, name + ".ort.npz")))
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        got, problem = run_outputs(ferry, model, inputs, tmp, via)
+        got, problem = run_outputs(ferry, model, inputs, tmp, via, run_args)
         secs = time.perf_counter() - t
     if problem:
         return [problem], None, secs
@@ -177,6 +177,8 @@ def main():
     ap.add_argument("dir", nargs="?", default=os.path.join(HERE, "data"))
     ap.add_argument("--expected", default=os.path.join(HERE, "expected.txt"))
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--run-arg", action="append", default=[],
+                    help="extra argument for `ferry run` (repeatable), e.g. --run-arg=--path=reference")
     ap.add_argument("--via", help="onnx | onnxK | mxnet: check ferry's re-export instead (see run_outputs)")
     ap.add_argument("-q", action="store_true", help="print failures and the summary only")
     a = ap.parse_args()
@@ -193,7 +195,7 @@ def main():
                 expected.add(line)
     passed, failed, regressions = 0, 0, []
     for name in names:
-        problems, worst, secs = check_model(a.ferry, a.dir, name, a.via)
+        problems, worst, secs = check_model(a.ferry, a.dir, name, a.via, a.run_arg)
         model = os.path.join(a.dir, name.split(".")[0] + ".onnx")
         size = os.path.getsize(model) / 1e6
         ops = onnx_ops(model) if not a.q else None
