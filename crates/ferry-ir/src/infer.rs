@@ -132,6 +132,82 @@ fn tensor(dtype: Option<DType>, shape: Option<Shape>) -> ValueType {
     ValueType::Tensor { dtype, shape }
 }
 
+/// Einsum's output shape: each output letter takes its size in the inputs (a size 1 gives way to any other, as
+/// it broadcasts; two different unknowns make it unknown); an ellipsis takes the broadcast of the inputs'.
+/// None where the equation does not parse or does not fit the ranks (the runtime reports that).
+fn einsum_shape(equation: &str, inputs: &[Shape]) -> Option<Shape> {
+    let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l, Some(r.to_string())),
+        None => (eq.as_str(), None),
+    };
+    let terms: Vec<&str> = lhs.split(',').collect();
+    if terms.len() != inputs.len() {
+        return None;
+    }
+    let mut sizes: HashMap<char, Dim> = HashMap::new();
+    let mut ellipsis: Option<Shape> = None;
+    for (term, shape) in terms.iter().zip(inputs) {
+        let letters: Vec<char> = term.replace("...", "").chars().collect();
+        if !letters.iter().all(|c| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        let n_ell = shape.rank().checked_sub(letters.len())?;
+        let (before, _) = term.split_once("...").unwrap_or((term, ""));
+        let at = if term.contains("...") { before.len() } else { letters.len() };
+        if !term.contains("...") && n_ell != 0 {
+            return None;
+        }
+        let ell = Shape(shape.0[at..at + n_ell].to_vec());
+        ellipsis = Some(match ellipsis {
+            Some(e) => e.broadcast(&ell).ok()?,
+            None => ell,
+        });
+        for (k, c) in letters.iter().enumerate() {
+            let d = shape.0[if k < at { k } else { k + n_ell }].clone();
+            let merged = match sizes.remove(c) {
+                None | Some(Dim::Known(1)) => d,
+                Some(old) if d == Dim::Known(1) || old == d => old,
+                Some(Dim::Known(n)) => Dim::Known(n),
+                Some(_) if d.is_known() => d,
+                Some(_) => Dim::Unknown,
+            };
+            sizes.insert(*c, merged);
+        }
+    }
+    let rhs = rhs.unwrap_or_else(|| {
+        // Implicit output: the ellipsis, then the letters used once, in alphabetical order.
+        let mut once: Vec<char> =
+            sizes.keys().copied().filter(|c| lhs.chars().filter(|x| x == c).count() == 1).collect();
+        once.sort_unstable();
+        format!("{}{}", if lhs.contains("...") { "..." } else { "" }, once.into_iter().collect::<String>())
+    });
+    let (before, after) = rhs.split_once("...").unwrap_or(("", &rhs));
+    let mut dims = Vec::new();
+    for c in before.chars() {
+        dims.push(sizes.get(&c)?.clone());
+    }
+    if rhs.contains("...") {
+        dims.extend(ellipsis.map(|e| e.0).unwrap_or_default());
+    }
+    for c in after.chars() {
+        dims.push(sizes.get(&c)?.clone());
+    }
+    Some(Shape(dims))
+}
+
+/// The length of a 1-D shape operand whose values are not constant: the rank it gives.
+fn rank_from_shape_input(operand: Option<Shape>) -> Option<usize> {
+    match operand?.0.as_slice() {
+        [Dim::Known(k)] => usize::try_from(*k).ok(),
+        _ => None,
+    }
+}
+
+fn unknown_dims(rank: usize) -> Shape {
+    Shape(vec![Dim::Unknown; rank])
+}
+
 fn const_ints(t: Option<&Tensor>) -> Option<Vec<i64>> {
     t.and_then(|t| t.to_i64_vec().ok())
 }
@@ -149,7 +225,9 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
     match &node.op {
         Op::Constant(t) => Ok(vec![ValueType::tensor(t.dtype, Shape::known(&t.shape))]),
         Op::ConstantOfShape(value) => {
-            let shape = const_ints(konst(0)).map(|d| Shape::known(&d.iter().map(|x| *x as u64).collect::<Vec<_>>()));
+            let shape = const_ints(konst(0))
+                .map(|d| Shape::known(&d.iter().map(|x| *x as u64).collect::<Vec<_>>()))
+                .or_else(|| rank_from_shape_input(shape(0)).map(unknown_dims));
             Ok(vec![tensor(Some(value.dtype), shape)])
         }
         Op::Range => {
@@ -215,7 +293,8 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
         Op::Reshape { allowzero } => {
             let out = match (const_ints(konst(1)), shape(0)) {
                 (Some(target), data) => Some(reshape(&target, data.as_ref(), *allowzero)?),
-                _ => None,
+                // A computed target (torch writes Concat(Shape(x)[0:1], [-1, 64])) still fixes the rank.
+                _ => rank_from_shape_input(shape(1)).map(unknown_dims),
             };
             Ok(vec![tensor(dtype(0), out)])
         }
@@ -234,6 +313,20 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
                 (Some(s), Some(t)) => {
                     Some(s.broadcast(&Shape::known(&t.iter().map(|x| *x as u64).collect::<Vec<_>>()))?)
                 }
+                // A computed shape: the rank is the larger one; a dim is unknown unless the input's is > 1
+                // (then the target's must be 1 or equal to it).
+                (Some(s), None) => rank_from_shape_input(shape(1)).map(|k| {
+                    let rank = k.max(s.rank());
+                    let lead = rank - s.rank();
+                    Shape(
+                        (0..rank)
+                            .map(|i| match i.checked_sub(lead).map(|j| &s.0[j]) {
+                                Some(d @ Dim::Known(n)) if *n > 1 => d.clone(),
+                                _ => Dim::Unknown,
+                            })
+                            .collect(),
+                    )
+                }),
                 _ => None,
             };
             Ok(vec![tensor(dtype(0), out)])
@@ -350,9 +443,21 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
                     };
                     match (axes, steps) {
                         (Some(axes), Some(steps)) => slice_shape(&s, &starts, &ends, &axes, &steps)?,
-                        _ => None,
+                        _ => Some(unknown_dims(s.rank())),
                     }
                 }
+                // Computed starts or ends (torch slices by Shape arithmetic): the rank stays, and with constant
+                // axes so do the dims of the axes not sliced.
+                (Some(s), _, _) => Some(match node.inputs.get(3).copied().flatten().map(|_| const_ints(konst(3))) {
+                    Some(Some(axes)) => {
+                        let mut dims = s.0.clone();
+                        for a in axes {
+                            dims[normalize_axis(a, s.rank())?] = Dim::Unknown;
+                        }
+                        Shape(dims)
+                    }
+                    _ => unknown_dims(s.rank()),
+                }),
                 _ => None,
             };
             Ok(vec![tensor(dtype(0), out)])
@@ -582,7 +687,10 @@ pub fn infer_node(node: &Node, inputs: &[ValueType], consts: &[Option<&Tensor>])
             Ok(vec![tensor(dtype(0), out)])
         }
         Op::ConvTranspose(ct) => Ok(vec![tensor(dtype(0), conv_transpose_shape(ct, shape(0), shape(1)))]),
-        Op::Einsum { .. } => Ok(vec![tensor(dtype(0), None)]),
+        Op::Einsum { equation } => {
+            let shapes: Option<Vec<Shape>> = (0..inputs.len()).map(shape).collect();
+            Ok(vec![tensor(dtype(0), shapes.and_then(|s| einsum_shape(equation, &s)))])
+        }
         Op::OneHot { axis } => {
             let depth = konst(1).and_then(|t| t.to_f64_vec().ok()).and_then(|v| v.first().copied());
             let out = shape(0)
@@ -1431,5 +1539,113 @@ mod attention_tests {
             doc_string: String::new(),
         };
         assert!(infer_node(&node, &types, &[None, None, None]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod computed_shape_tests {
+    use super::*;
+
+    fn node(op: Op, n_in: usize) -> Node {
+        Node {
+            name: String::new(),
+            op,
+            inputs: (0..n_in).map(Some).collect(),
+            outputs: vec![Some(n_in)],
+            doc_string: String::new(),
+        }
+    }
+
+    fn shape_operand(len: u64) -> ValueType {
+        ValueType::tensor(DType::I64, Shape::known(&[len]))
+    }
+
+    /// torch writes `x.view(b, h, -1, d)` with a target computed by Concat(Shape(x)...): its values are unknown,
+    /// but its length fixes the rank, which later canonicalizers (BatchNormalization, Softmax) need.
+    #[test]
+    fn a_computed_reshape_target_gives_the_rank() {
+        let x = ValueType::tensor(DType::F32, Shape(vec![Dim::param("N"), Dim::Known(64), Dim::Known(56)]));
+        let out = infer_node(&node(Op::Reshape { allowzero: false }, 2), &[x, shape_operand(6)], &[None, None]);
+        assert_eq!(out.unwrap()[0], ValueType::tensor(DType::F32, Shape(vec![Dim::Unknown; 6])));
+        // A target of unknown length says nothing.
+        let x = ValueType::tensor(DType::F32, Shape::known(&[4]));
+        let any_len = ValueType::tensor(DType::I64, Shape(vec![Dim::Unknown]));
+        let out = infer_node(&node(Op::Reshape { allowzero: false }, 2), &[x, any_len], &[None, None]);
+        assert_eq!(out.unwrap()[0].shape(), None);
+    }
+
+    #[test]
+    fn a_computed_expand_shape_gives_the_rank_and_keeps_dims_over_one() {
+        let x = ValueType::tensor(DType::F32, Shape::known(&[1, 5]));
+        let out = infer_node(&node(Op::Expand, 2), &[x, shape_operand(3)], &[None, None]).unwrap();
+        assert_eq!(out[0].shape(), Some(&Shape(vec![Dim::Unknown, Dim::Unknown, Dim::Known(5)])));
+        // The input's rank wins over a shorter target.
+        let x = ValueType::tensor(DType::F32, Shape::known(&[2, 3, 1]));
+        let out = infer_node(&node(Op::Expand, 2), &[x, shape_operand(1)], &[None, None]).unwrap();
+        assert_eq!(out[0].shape(), Some(&Shape(vec![Dim::Known(2), Dim::Known(3), Dim::Unknown])));
+    }
+
+    #[test]
+    fn a_computed_constant_of_shape_gives_the_rank() {
+        let fill = Tensor::from_i64(vec![1], &[0]).unwrap();
+        let out = infer_node(&node(Op::ConstantOfShape(fill), 1), &[shape_operand(2)], &[None]).unwrap();
+        assert_eq!(out[0], ValueType::tensor(DType::I64, Shape(vec![Dim::Unknown; 2])));
+    }
+}
+
+#[cfg(test)]
+mod einsum_and_slice_tests {
+    use super::*;
+
+    fn node(op: Op, n_in: usize) -> Node {
+        Node {
+            name: String::new(),
+            op,
+            inputs: (0..n_in).map(Some).collect(),
+            outputs: vec![Some(n_in)],
+            doc_string: String::new(),
+        }
+    }
+
+    fn f32s(dims: &[u64]) -> ValueType {
+        ValueType::tensor(DType::F32, Shape::known(dims))
+    }
+
+    fn einsum(eq: &str, ins: &[ValueType]) -> Option<Shape> {
+        let out = infer_node(&node(Op::Einsum { equation: eq.into() }, ins.len()), ins, &vec![None; ins.len()]);
+        out.unwrap()[0].shape().cloned()
+    }
+
+    #[test]
+    fn einsum_output_shapes_follow_the_equation() {
+        // torchvision's MaxViT attention: batched q @ k^T over five axes.
+        let q = f32s(&[1, 2, 49, 4, 32]);
+        let k = f32s(&[1, 2, 49, 4, 32]);
+        assert_eq!(einsum("B G P H D, B G Q H D -> B G H P Q", &[q, k]), Some(Shape::known(&[1, 2, 4, 49, 49])));
+        // Implicit output: letters used once, sorted; a letter of size 1 broadcasts against a known size.
+        assert_eq!(einsum("ij,jk", &[f32s(&[2, 3]), f32s(&[3, 5])]), Some(Shape::known(&[2, 5])));
+        assert_eq!(einsum("ij,ij->ij", &[f32s(&[1, 3]), f32s(&[4, 3])]), Some(Shape::known(&[4, 3])));
+        // Ellipsis dims broadcast and lead the implicit output.
+        assert_eq!(einsum("...ij,...jk", &[f32s(&[7, 1, 2, 3]), f32s(&[5, 3, 4])]), Some(Shape::known(&[7, 5, 2, 4])));
+        assert_eq!(einsum("bij->bji", &[f32s(&[2, 3, 4])]), Some(Shape::known(&[2, 4, 3])));
+        // A size 1 against an unknown size: unknown, not 1.
+        let n = ValueType::tensor(DType::F32, Shape(vec![Dim::Unknown, Dim::Known(3)]));
+        assert_eq!(einsum("ij,ij->ij", &[f32s(&[1, 3]), n]), Some(Shape(vec![Dim::Unknown, Dim::Known(3)])));
+        // Equations that do not fit the ranks give no shape (the runtime reports them), never a panic.
+        assert_eq!(einsum("ij->ij", &[f32s(&[2, 3, 4])]), None);
+        assert_eq!(einsum("ijk->ij", &[f32s(&[2])]), None);
+        assert_eq!(einsum("ij->iz", &[f32s(&[2, 3])]), None);
+    }
+
+    #[test]
+    fn a_slice_with_computed_bounds_keeps_the_rank_and_the_unsliced_dims() {
+        let x = f32s(&[2, 49, 192]);
+        let i64s = ValueType::tensor(DType::I64, Shape::known(&[1]));
+        let axes = Tensor::from_i64(vec![1], &[-1]).unwrap();
+        let ins = [x.clone(), i64s.clone(), i64s.clone(), i64s.clone()];
+        let out = infer_node(&node(Op::Slice, 4), &ins, &[None, None, None, Some(&axes)]).unwrap();
+        assert_eq!(out[0].shape(), Some(&Shape(vec![Dim::Known(2), Dim::Known(49), Dim::Unknown])));
+        let out = infer_node(&node(Op::Slice, 3), &[x, i64s.clone(), i64s], &[None, None, None]).unwrap();
+        assert_eq!(out[0].shape(), Some(&Shape(vec![Dim::Unknown; 3])));
     }
 }
