@@ -60,6 +60,9 @@ $PY tests/mxnet/onnx_via_mxnet.py target/release/ferry -q | tee target/onnx-via-
 echo "== PyTorch-exported models (tests/real_models/data) run by ferry vs onnxruntime's recorded outputs"
 $PY tests/real_models/check.py target/release/ferry -q | tee target/real-models.txt
 grep -q "^REGRESSION" target/real-models.txt && { echo "real model regressions"; exit 1; }
+echo "== the same models on the reference runtime (ferry run --path reference)"
+$PY tests/real_models/check.py target/release/ferry -q --run-arg=--path=reference | tee target/real-models-reference.txt
+grep -q "^REGRESSION" target/real-models-reference.txt && { echo "real model regressions (reference path)"; exit 1; }
 
 echo "== fuzz smoke (every cargo-fuzz target: its seed corpus, then 2000 fixed-seed mutations)"
 scripts/fuzz-smoke.sh | tee target/fuzz-smoke.txt
@@ -77,7 +80,7 @@ echo "MXNet -> ONNX vs MXNet outputs:   $(count target/mxnet-onnx.txt)"
 echo "ferry run on MXNet files:         $(count target/mxnet-run.txt)"
 echo "  the same, optimized engine:      $(count target/mxnet-run-optimized.txt)"
 echo "MXNet -> MXNet -> ONNX:           $(count target/mxnet-via-mxnet.txt)"
-echo "PyTorch models vs onnxruntime:   $(count target/real-models.txt)"
+echo "PyTorch models vs onnxruntime:   $(count target/real-models.txt) (optimized), $(count target/real-models-reference.txt) (reference)"
 echo "ONNX -> MXNet -> ONNX:            $(grep -oE "^[0-9]+ passed, [0-9]+ failed.*" target/onnx-via-mxnet.txt | tail -n 1)"
 echo "fuzz smoke:                       $(grep -c ': ok' target/fuzz-smoke.txt) of 5 targets clean"
 echo "(failed cases above are known and listed with reasons under target/; any case in"
