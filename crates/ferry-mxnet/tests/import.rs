@@ -99,3 +99,21 @@ fn an_rnn_with_an_absurd_state_size_is_an_error() {
     let e = rnn("8", "1000000000000").unwrap_err();
     assert!(e.contains("more than ferry accepts"), "{e}");
 }
+
+/// Found by fuzzing (fuzz/, target mxnet_symbol): `_arange` with a start of 13.8M and no stop
+/// built a 13.8M-element constant, slow enough to trip the fuzzer's timeout.
+#[test]
+fn an_arange_beyond_the_constant_cap_is_an_error() {
+    let arange = |start: &str| {
+        let json = format!(
+            r#"{{"nodes": [{{"op": "_arange", "name": "op0", "attrs": {{"start": "{start}"}}, "inputs": []}}],
+            "arg_nodes": [], "node_row_ptr": [0, 1], "heads": [[0, 0, 0]],
+            "attrs": {{"mxnet_version": ["int", 10901]}}}}"#
+        );
+        let sym = read_symbol(json.as_bytes()).unwrap();
+        import_symbol(&sym, &HashMap::new(), &HashMap::new()).map(|_| ()).map_err(|e| e.to_string())
+    };
+    arange("1000").expect("a small range imports");
+    let e = arange("13796705").unwrap_err();
+    assert!(e.contains("too large to store as a constant"), "{e}");
+}
