@@ -51,3 +51,14 @@ fn matmul_integer_with_a_zero_point_that_does_not_broadcast_is_refused() {
     let e = run_zeros("matmul_integer_zero_point_mismatch.onnx").unwrap_err();
     assert!(e.contains("MatMulInteger") && e.contains("broadcast"), "{e}");
 }
+
+/// RoiAlign over a feature map with no rows or columns indexed an empty buffer (found by fuzzing,
+/// run_small): every sample lies outside the map, so the output is zeros.
+#[test]
+fn roi_align_over_an_empty_feature_map_gives_zeros() {
+    let outs = run_zeros("roi_align_empty_feature_map.onnx").expect("runs");
+    for v in outs {
+        let t = v.tensor().expect("a tensor");
+        assert!(t.to_f64_vec().unwrap().iter().all(|x| *x == 0.0));
+    }
+}

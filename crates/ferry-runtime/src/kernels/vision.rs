@@ -235,6 +235,10 @@ pub fn roi_align(
     let (ph_n, pw_n) = (out_h as usize, out_w as usize);
     let scale = spatial_scale as f64;
     let mut out = vec![0.0; rs[0] * c * ph_n * pw_n];
+    if h == 0 || w == 0 {
+        // An empty feature map: every sample falls outside it, and samples outside count as 0.
+        return build(x.dtype(), &[rs[0], c, ph_n, pw_n], out);
+    }
     for n in 0..rs[0] {
         let bi =
             usize::try_from(batch_indices[n]).ok().filter(|b| *b < xs[0]).ok_or("RoiAlign batch index out of range")?;
