@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use ferry_ir::{DType, Tensor, TensorData};
+use ferry_runtime::limits::max_tensor_bytes;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -141,6 +142,14 @@ pub fn read_npy(data: &[u8]) -> Result<Tensor, String> {
                 Bytes::from(s.trim_end_matches('\0').as_bytes().to_vec())
             })
             .collect::<Vec<_>>();
+        // Zero-width strings take no file bytes, so only the element count bounds the list.
+        if item == 0 && numel.saturating_mul(std::mem::size_of::<Bytes>() as u64) > max_tensor_bytes() {
+            return Err(format!(
+                "the header declares {numel} empty strings, over the {}-byte limit for one tensor \
+                 (raise it with FERRY_MAX_TENSOR_BYTES)",
+                max_tensor_bytes()
+            ));
+        }
         let strings = if item == 0 { vec![Bytes::new(); numel as usize] } else { strings };
         return Tensor::from_strings(shape, strings).map_err(|e| e.to_string());
     }
@@ -393,6 +402,23 @@ mod tests {
         let b = write_npy(&t).unwrap();
         assert!(read_npy(&b[..b.len() - 3]).is_err());
         assert!(read_npy(&b[..20]).is_err());
+    }
+
+    /// Found by fuzzing (target npy): zero-width strings ('<U0') take no bytes, so a header with
+    /// 2e15 of them passed the size check and sized a list by the count.
+    #[test]
+    fn a_header_with_absurdly_many_empty_strings_is_an_error() {
+        let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+        let h = "{'descr': '<U0', 'fortran_order': False, 'shape': (1999999999999999,), }\n";
+        npy.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        npy.extend_from_slice(h.as_bytes());
+        let e = read_npy(&npy).unwrap_err();
+        assert!(e.contains("FERRY_MAX_TENSOR_BYTES"), "{e}");
+        let h = "{'descr': '<U0', 'fortran_order': False, 'shape': (3,), }\n";
+        let mut small = b"\x93NUMPY\x01\x00".to_vec();
+        small.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        small.extend_from_slice(h.as_bytes());
+        assert_eq!(read_npy(&small).unwrap().numel(), 3);
     }
 
     #[test]
