@@ -62,3 +62,11 @@ fn roi_align_over_an_empty_feature_map_gives_zeros() {
         assert!(t.to_f64_vec().unwrap().iter().all(|x| *x == 0.0));
     }
 }
+
+/// Resize with an roi of neither 2 values per resized axis nor 2 per input axis indexed past it
+/// (found by fuzzing, run_small).
+#[test]
+fn resize_with_an_roi_of_the_wrong_length_is_refused() {
+    let e = run_zeros("resize_roi_wrong_length.onnx").unwrap_err();
+    assert!(e.contains("roi has"), "{e}");
+}

@@ -556,6 +556,16 @@ pub fn resize(r: &Resize, args: &[Option<Value>]) -> KernelResult<Array> {
     } else {
         return Err("Resize needs scales or sizes".into());
     }
+    if let Some(v) = &roi {
+        if v.len() != 2 * axes.len() && v.len() != 2 * shape.len() {
+            return Err(format!(
+                "Resize's roi has {} values; it needs 2 per resized axis ({}) or 2 per input axis ({})",
+                v.len(),
+                2 * axes.len(),
+                2 * shape.len()
+            ));
+        }
+    }
     let mut cur = x.to_f64()?;
     for (i, &a) in axes.iter().enumerate() {
         let axis_roi = roi.as_ref().map(|v| {
